@@ -1,0 +1,82 @@
+"""Stable losses on margins (binary) or logits (multi-class), numpy and torch.
+
+Binary losses act on the margin z = y f(x) with y in {-1, +1}:
+  exponential  l(z) = exp(-z)
+  logistic     l(z) = log(1 + exp(-z))
+Multi-class: cross-entropy on logits with integer labels.
+
+The exponential loss genuinely overflows for z < -709 (float64). To keep values
+and gradients finite we saturate the exponent at ``EXP_CAP`` (700 in float64,
+80 in float32): l(z) = exp(min(-z, cap)). Margins that negative never occur
+in a sane run; the ODE engine stops with an overflow status long before.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy.special import expit, log_softmax, softmax
+
+from ._validate import check_choice
+
+BINARY_LOSSES = ("exponential", "logistic")
+LOSSES = BINARY_LOSSES + ("cross_entropy",)
+
+
+def exp_cap(dtype) -> float:
+    """Largest exponent we allow in exp(.) for ``dtype`` (keeps a factor ~1e4 of headroom)."""
+    if isinstance(dtype, torch.dtype):
+        return float(np.log(torch.finfo(dtype).max)) - 9.0
+    return float(np.log(np.finfo(np.result_type(dtype, np.float32)).max)) - 9.0
+
+
+def check_loss(loss: str, n_outputs: int) -> str:
+    check_choice("loss", loss, LOSSES)
+    if n_outputs == 1 and loss == "cross_entropy":
+        raise ValueError("`loss`='cross_entropy' needs `n_outputs` >= 2 (logits); use "
+                         "'exponential' or 'logistic' for a single margin output")
+    if n_outputs >= 2 and loss != "cross_entropy":
+        raise ValueError(f"`loss`={loss!r} needs `n_outputs`=1; use 'cross_entropy' for logits")
+    return loss
+
+
+def margin_loss(z: np.ndarray, loss: str) -> tuple[np.ndarray, np.ndarray]:
+    """Elementwise l(z) and l'(z) for a binary margin loss (numpy)."""
+    if loss == "exponential":
+        e = np.exp(np.minimum(-z, exp_cap(z.dtype)))
+        return e, -e
+    if loss == "logistic":
+        return np.logaddexp(0.0, -z), -expit(-z)
+    raise ValueError(f"`loss` must be one of {BINARY_LOSSES}, got {loss!r}")
+
+
+def mean_loss_and_dlogits(f: np.ndarray, y: np.ndarray, loss: str) -> tuple[float, np.ndarray]:
+    """Mean loss over samples and its gradient with respect to the outputs f.
+
+    f has shape (n,) for margin losses (y in {-1,+1}) or (n, C) for
+    cross-entropy (y integer class labels).
+    """
+    n = f.shape[0]
+    if loss == "cross_entropy":
+        yi = np.asarray(y, dtype=np.int64)
+        logp = log_softmax(f, axis=1)
+        value = -logp[np.arange(n), yi].mean()
+        g = softmax(f, axis=1)
+        g[np.arange(n), yi] -= 1.0
+        return float(value), g / n
+    z = y * f
+    lz, dlz = margin_loss(z, loss)
+    return float(lz.mean()), y * dlz / n
+
+
+def torch_loss(f: torch.Tensor, y: torch.Tensor, loss: str, reduction: str = "mean") -> torch.Tensor:
+    """The same losses in torch (autograd-friendly). reduction: 'mean' | 'none'."""
+    if loss == "cross_entropy":
+        return torch.nn.functional.cross_entropy(f, y.long(), reduction=reduction)
+    z = y.to(f.dtype) * f
+    if loss == "exponential":
+        out = torch.exp(torch.clamp(-z, max=exp_cap(f.dtype)))
+    elif loss == "logistic":
+        out = torch.nn.functional.softplus(-z)
+    else:
+        raise ValueError(f"`loss` must be one of {LOSSES}, got {loss!r}")
+    return out.mean() if reduction == "mean" else out
