@@ -3,7 +3,8 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .activations import Activation, available as available_activations, get_activation
+from .activations import Activation, get_activation
+from .activations import available as available_activations
 from .config import DataConfig, InitConfig, ModelConfig, config_hash
 from .data import SubclassData, make_centres, make_subclass_data
 from .init import init_params
