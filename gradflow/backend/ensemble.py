@@ -1,0 +1,428 @@
+"""Batched ensembles: R independent two-layer nets trained in one computation.
+
+Member r has its own parameters (W_r, v_r), data (X_r, y_r), pReLU exponent p_r
+and minibatch order. Stacking them as W (R, h, D), v (R, h) and minibatches
+X_B (R, B, D), every step is one batched matmul chain
+
+    f_r = sigma_{p_r}(X_{B,r} W_r^T) v_r,    L = sum_r L_r,  L_r = (1/B) sum_b l(y_rb f_rb),
+
+and one optimiser step on the stacked tensors. Because L is a sum of
+independent terms, dL/dW_r = dL_r/dW_r, and SGD/Adam act elementwise, so member
+r follows exactly the trajectory of ``train`` run alone with the same configs
+and seed (each member draws its minibatch permutation from its own generator
+seeded like the sequential run). In float64 on CPU the two agree to rounding
+(the tests check 1e-10).
+
+Memory is bounded by splitting the members into chunks that run one after the
+other; members with equal ``DataConfig`` share one copy of their data.
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .._validate import check_int, check_real
+from ..config import DataConfig, InitConfig, ModelConfig
+from ..data import make_subclass_data
+from ..init import init_params
+from ..losses import BINARY_LOSSES, exp_cap, torch_loss
+from ..model import TwoLayerParams
+from .device import resolve_device, resolve_dtype
+from .metrics import gram_small_side, stable_rank_gram
+from .models import make_two_layer
+from .train import Snapshots, TrainConfig, TrainResult, make_optimizer, snapshot_steps, train
+
+MEMBER_KEYS = ("batch_loss", "loss", "train_acc", "test_loss", "test_acc", "rank_H", "rank_W")
+
+
+@dataclass(frozen=True)
+class EnsembleMember:
+    """One network of an ensemble: its model, initialisation, data and minibatch seed.
+
+    ``seed`` plays the role of ``TrainConfig.seed`` in the equivalent single run.
+    """
+
+    model: ModelConfig
+    init: InitConfig
+    data: DataConfig
+    seed: int = 0
+
+    def __post_init__(self):
+        for name, typ in (("model", ModelConfig), ("init", InitConfig), ("data", DataConfig)):
+            if not isinstance(getattr(self, name), typ):
+                raise ValueError(f"`{name}` must be a {typ.__name__}, got "
+                                 f"{type(getattr(self, name)).__name__}")
+        check_int("seed", self.seed, 0)
+
+
+@dataclass
+class EnsembleResult:
+    """Per-member outcome of ``train_ensemble``.
+
+    history: 'epoch', 'step', 't' (E,) shared by all members, and for each key in
+    ``MEMBER_KEYS`` an (R, E) array (NaN after a member failed). W (R, h, D) and
+    v (R, h) are the final parameters; status/message are per member.
+    snapshots: one ``Snapshots`` per member (or None when ``n_snapshots`` = 0).
+    """
+
+    members: list[EnsembleMember]
+    config: TrainConfig
+    status: list[str]
+    message: list[str]
+    history: dict[str, np.ndarray]
+    W: np.ndarray
+    v: np.ndarray
+    b: np.ndarray | None
+    snapshots: list[Snapshots] | None
+    wall_time: float
+    device: str
+    chunks: list[int] = field(default_factory=list)
+
+    @property
+    def R(self) -> int:
+        return len(self.members)
+
+    def params(self, r: int) -> TwoLayerParams:
+        """Final parameters of member r as float64 numpy ``TwoLayerParams``."""
+        b = None if self.b is None else np.asarray(self.b[r], dtype=np.float64)
+        return TwoLayerParams(self.W[r].astype(np.float64), self.v[r].astype(np.float64), b)
+
+
+class BatchedTwoLayer(nn.Module):
+    """R two-layer nets as one module: f (R, B) = sigma_p(X W^T) v, X (R, B, D), W (R, h, D).
+
+    sigma_p(x; w) = phi(<w, x>) / ||w||^q [/ ||x||^q], with phi and q per member
+    (pReLU: phi = relu^p, q = p - 1). When all members share the activation,
+    the exact ``TwoLayerNet`` operations are used.
+    """
+
+    def __init__(self, models: Sequence[ModelConfig], W: torch.Tensor, v: torch.Tensor,
+                 b: torch.Tensor | None):
+        super().__init__()
+        self.W = nn.Parameter(W)
+        self.v = nn.Parameter(v)
+        self.b = nn.Parameter(b) if b is not None else None
+        acts = [m.activation_obj() for m in models]
+        self.normalize_input = models[0].normalize_input
+        if all(a.spec == acts[0].spec for a in acts):
+            self.phi, self.q, self.p = acts[0].torch_fn, acts[0].w_power, None
+        else:  # prelu / relu_p with member-specific p
+            p = torch.tensor([a.params["p"] for a in acts], dtype=W.dtype, device=W.device)
+            self.p = p[:, None, None]
+            q = torch.tensor([a.w_power for a in acts], dtype=W.dtype, device=W.device)
+            self.q = q[:, None, None]
+            self.phi = None
+
+    def hidden(self, X: torch.Tensor) -> torch.Tensor:
+        """Hidden features (R, B, h)."""
+        Z = torch.bmm(X, self.W.transpose(1, 2))
+        S = self.phi(Z) if self.phi is not None else torch.relu(Z) ** self.p
+        q = self.q
+        if isinstance(q, torch.Tensor) or q != 0:
+            S = S * self.W.pow(2).sum(dim=2, keepdim=True).transpose(1, 2).pow(-0.5 * q)
+            if self.normalize_input:
+                S = S * X.pow(2).sum(dim=2, keepdim=True).pow(-0.5 * q)
+        return S
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        f = torch.bmm(self.hidden(X), self.v.unsqueeze(2)).squeeze(2)
+        return f + self.b[:, None] if self.b is not None else f
+
+
+def _check_members(members: Sequence[EnsembleMember], cfg: TrainConfig) -> None:
+    if len(members) == 0:
+        raise ValueError("`members` must hold at least one EnsembleMember")
+    for i, m in enumerate(members):
+        if not isinstance(m, EnsembleMember):
+            raise ValueError(f"`members[{i}]` must be an EnsembleMember, got {type(m).__name__}")
+    m0 = members[0]
+    if cfg.loss not in BINARY_LOSSES:
+        raise ValueError(f"`loss` must be one of {BINARY_LOSSES} for ensembles, got {cfg.loss!r}")
+    for i, m in enumerate(members):
+        mc = m.model
+        if mc.n_outputs != 1 or mc.center_input:
+            raise ValueError(f"`members[{i}].model`: ensembles support one output and no input "
+                             "centring")
+        for name in ("width", "bias", "normalize_input", "activation"):
+            if getattr(mc, name) != getattr(m0.model, name):
+                raise ValueError(f"`members[{i}].model.{name}` must equal members[0]'s "
+                                 f"({getattr(m0.model, name)!r}); got {getattr(mc, name)!r}")
+        if mc.activation not in ("prelu", "relu_p") and \
+                mc.activation_obj().spec != m0.model.activation_obj().spec:
+            raise ValueError(f"`members[{i}].model`: only 'prelu'/'relu_p' may vary p across "
+                             "members; other activations must be identical")
+        for name in ("D", "n"):
+            if getattr(m.data, name) != getattr(m0.data, name):
+                raise ValueError(f"`members[{i}].data.{name}` must equal members[0]'s "
+                                 f"({getattr(m0.data, name)}); got {getattr(m.data, name)}")
+
+
+def member_bytes(member: EnsembleMember, cfg: TrainConfig, test: bool) -> int:
+    """Rough device memory of one member: parameters, gradients, optimiser state,
+    step activations, evaluation blocks, rank Gram matrices and (unshared) data."""
+    h, D, n = member.model.width, member.data.D, member.data.n
+    item = 4 if cfg.dtype == "float32" else 8
+    states = 2 if cfg.optimizer == "adam" else (1 if cfg.momentum > 0 else 0)
+    B = n if cfg.optimizer == "gd" else min(cfg.batch_size, n)
+    blk = min(cfg.eval_batch, n)
+    per = (2 + states) * h * D * item + 5 * B * h * item + B * D * item
+    per += 3 * blk * h * item + blk * D * item + (2 * h * h * 8 if cfg.rank_every else 0)
+    per += (2 if test else 1) * n * (D + 1) * item
+    return int(per)
+
+
+def auto_chunk(members: Sequence[EnsembleMember], cfg: TrainConfig, device: torch.device,
+               test: bool, memory_gb: float | None) -> int:
+    """Members per chunk so that a chunk fits ``memory_gb`` (default: 70% of free GPU
+    memory on CUDA, no limit on the CPU)."""
+    if memory_gb is None:
+        if device.type != "cuda":
+            return len(members)
+        free, _ = torch.cuda.mem_get_info(device)
+        budget = 0.7 * free
+    else:
+        budget = check_real("memory_gb", memory_gb, 0.0, lo_open=True) * 2**30
+    per = member_bytes(members[0], cfg, test)
+    return max(1, min(len(members), int(budget // per)))
+
+
+def train_ensemble(members: Sequence[EnsembleMember], cfg: TrainConfig, *, test: bool = True,
+                   chunk_size: int | None = None, memory_gb: float | None = None) -> EnsembleResult:
+    """Train every member with ``cfg`` in batched chunks; see the module docstring.
+
+    Member r matches ``train_member(members[r], cfg, test=test)`` (same data, init,
+    minibatch order, metrics schedule). ``test`` also evaluates on each member's
+    test split (n samples). ``chunk_size`` (members per chunk) defaults to what
+    ``memory_gb`` (or the free GPU memory) allows.
+    """
+    if not isinstance(cfg, TrainConfig):
+        raise ValueError(f"`cfg` must be a TrainConfig, got {type(cfg).__name__}")
+    members = list(members)
+    _check_members(members, cfg)
+    device, dtype = resolve_device(cfg.device), resolve_dtype(cfg.dtype)
+    if chunk_size is None:
+        chunk_size = auto_chunk(members, cfg, device, test, memory_gb)
+    check_int("chunk_size", chunk_size, 1)
+    t0 = time.perf_counter()
+    parts = [_train_chunk(members[i:i + chunk_size], cfg, device, dtype, test, i, len(members))
+             for i in range(0, len(members), chunk_size)]
+    hist = {k: parts[0]["history"][k] for k in ("epoch", "step", "t")}
+    for k in MEMBER_KEYS:
+        hist[k] = np.concatenate([p["history"][k] for p in parts], axis=0)
+    snaps = None
+    if cfg.n_snapshots > 0:
+        snaps = [s for p in parts for s in p["snapshots"]]
+    return EnsembleResult(
+        members=members, config=cfg,
+        status=[s for p in parts for s in p["status"]],
+        message=[s for p in parts for s in p["message"]], history=hist,
+        W=np.concatenate([p["W"] for p in parts]), v=np.concatenate([p["v"] for p in parts]),
+        b=None if parts[0]["b"] is None else np.concatenate([p["b"] for p in parts]),
+        snapshots=snaps, wall_time=time.perf_counter() - t0, device=str(device),
+        chunks=[len(p["status"]) for p in parts])
+
+
+def _unique_data(configs: list[DataConfig], split: str, dtype, device):
+    keys: dict[DataConfig, int] = {}
+    index = [keys.setdefault(c, len(keys)) for c in configs]
+    datas = [make_subclass_data(c, split) for c in keys]
+    X = torch.stack([torch.as_tensor(d.X) for d in datas]).to(device=device, dtype=dtype)
+    y = torch.stack([torch.as_tensor(d.y) for d in datas]).to(device=device, dtype=dtype)
+    return X, y, torch.tensor(index, device=device)
+
+
+@torch.no_grad()
+def _evaluate(net: BatchedTwoLayer, X, y, idx, loss: str, block: int, rank: bool):
+    R = idx.shape[0]
+    n = X.shape[1]
+    total = torch.zeros(R, dtype=torch.float64, device=X.device)
+    correct = torch.zeros_like(total)
+    min_margin = torch.full_like(total, math.inf)
+    G = None
+    for i in range(0, n, block):
+        xb, yb = X[idx, i:i + block], y[idx, i:i + block]
+        H = net.hidden(xb)
+        f = torch.bmm(H, net.v.unsqueeze(2)).squeeze(2)
+        if net.b is not None:
+            f = f + net.b[:, None]
+        total += torch_loss(f, yb, loss, reduction="none").sum(1).double()
+        z = yb * f
+        correct += (z > 0).sum(1).double()
+        min_margin = torch.minimum(min_margin, z.min(1).values.double())
+        if rank:
+            Hd = H.double()
+            g = Hd.transpose(1, 2) @ Hd
+            G = g if G is None else G + g
+    out = {"loss": (total / n).cpu().numpy(), "acc": (correct / n).cpu().numpy(),
+           "min_margin": min_margin.cpu().numpy()}
+    out["rank_H"] = stable_rank_gram(G).cpu().numpy() if rank else np.full(R, np.nan)
+    return out
+
+
+def _train_chunk(members: list[EnsembleMember], cfg: TrainConfig, device, dtype, test: bool,
+                 offset: int, total: int) -> dict:
+    R = len(members)
+    D, n = members[0].data.D, members[0].data.n
+    X, y, idx = _unique_data([m.data for m in members], "train", dtype, device)
+    test_set = _unique_data([m.data for m in members], "test", dtype, device) if test else None
+    inits = [init_params(m.model, m.init, D) for m in members]
+    W0 = torch.stack([torch.as_tensor(p.W) for p in inits]).to(device=device, dtype=dtype)
+    v0 = torch.stack([torch.as_tensor(p.v) for p in inits]).to(device=device, dtype=dtype)
+    b0 = None
+    if members[0].model.bias:
+        b0 = torch.stack([torch.as_tensor(p.b) for p in inits]).to(device=device, dtype=dtype)
+    net = BatchedTwoLayer([m.model for m in members], W0, v0, b0)
+    params = [p for p in net.parameters()]
+    opt = make_optimizer(params, cfg)
+    spe = cfg.steps_per_epoch(n)
+    snap_steps = set(snapshot_steps(spe * cfg.epochs, cfg.n_snapshots).tolist())
+    gens = [torch.Generator().manual_seed(m.seed) for m in members]
+    same_data = bool(torch.equal(idx, torch.arange(X.shape[0], device=device)))
+    cap = exp_cap(dtype)
+    alive = np.ones(R, dtype=bool)
+    status, message = ["success"] * R, [""] * R
+    hist = {k: [] for k in ("epoch", "step", "t", *MEMBER_KEYS)}
+    snaps = {"t": [], "step": [], "W": [], "v": [], "loss": []}
+    step = 0
+
+    def record(ep: int, batch_loss: np.ndarray, with_rank: bool) -> np.ndarray:
+        tr = _evaluate(net, X, y, idx, cfg.loss, cfg.eval_batch, with_rank)
+        te = _evaluate(net, *test_set, cfg.loss, cfg.eval_batch, False) if test else None
+        nanR = np.full(R, np.nan)
+        rank_W = stable_rank_gram(gram_small_side(net.W)).cpu().numpy() if with_rank else nanR
+        hist["epoch"].append(ep)
+        hist["step"].append(step)
+        hist["t"].append(step * cfg.lr)
+        rows = {"batch_loss": batch_loss, "loss": tr["loss"], "train_acc": tr["acc"],
+                "test_loss": te["loss"] if te else nanR, "test_acc": te["acc"] if te else nanR,
+                "rank_H": tr["rank_H"], "rank_W": rank_W}
+        for k in MEMBER_KEYS:
+            hist[k].append(np.where(alive, rows[k], np.nan))
+        return -tr["min_margin"] >= cap if cfg.loss == "exponential" else np.zeros(R, bool)
+
+    def take_snapshot() -> None:
+        snaps["t"].append(step * cfg.lr)
+        snaps["step"].append(step)
+        snaps["W"].append(net.W.detach().cpu().numpy().copy())
+        snaps["v"].append(net.v.detach().cpu().numpy().copy())
+        snaps["loss"].append(_evaluate(net, X, y, idx, cfg.loss, cfg.eval_batch, False)["loss"])
+
+    def fail(mask: np.ndarray, kind: str, why: str, ep: int) -> None:
+        for r in np.flatnonzero(mask & alive):
+            status[r], message[r] = kind, f"{why} after epoch {ep} (step {step})"
+        alive[mask] = False
+
+    if record(0, np.full(R, np.nan), cfg.rank_every > 0).any():
+        fail(np.ones(R, bool), "overflow", "exponential-loss margins saturated", 0)
+    bar = tqdm(range(cfg.epochs), disable=not cfg.progress, leave=False,
+               desc=f"ensemble {offset + 1}-{offset + R}/{total}")
+    for epoch in bar:
+        if not alive.any():
+            break
+        perm = None
+        if cfg.optimizer != "gd":
+            perm = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(device)
+        running = torch.zeros(R, dtype=dtype, device=device)
+        for k in range(spe):
+            if step in snap_steps:
+                take_snapshot()
+            if perm is None:
+                xb, yb = (X, y) if same_data else (X[idx], y[idx])
+            else:
+                bi = perm[:, k * cfg.batch_size:(k + 1) * cfg.batch_size]
+                xb, yb = X[idx[:, None], bi], y[idx[:, None], bi]
+            opt.zero_grad(set_to_none=True)
+            losses = torch_loss(net(xb), yb, cfg.loss, reduction="none").mean(dim=1)
+            losses.sum().backward()
+            opt.step()
+            running += losses.detach()
+            step += 1
+        ep = epoch + 1
+        batch_loss = (running / spe).double().cpu().numpy()
+        with torch.no_grad():
+            p_nan = torch.isnan(net.W).flatten(1).any(1) | torch.isnan(net.v).flatten(1).any(1)
+            p_inf = torch.isinf(net.W).flatten(1).any(1) | torch.isinf(net.v).flatten(1).any(1)
+        bad_nan = p_nan.cpu().numpy() | np.isnan(batch_loss)
+        bad_inf = (p_inf.cpu().numpy() | np.isinf(batch_loss)) & ~bad_nan
+        bad = (bad_nan | bad_inf) & alive
+        due = ep % cfg.eval_every == 0 or ep == cfg.epochs or bad.any()
+        if due:
+            with_rank = cfg.rank_every > 0 and (ep % cfg.rank_every == 0 or ep == cfg.epochs)
+            sat = record(ep, batch_loss, with_rank and not bad.any())
+            fail(sat & ~bad, "overflow", "exponential-loss margins saturated", ep)
+        fail(bad_nan, "nan", "NaN in the parameters or the loss", ep)
+        fail(bad_inf, "overflow", "infinite parameters or loss", ep)
+        bar.set_postfix(loss=f"{np.nanmean(batch_loss):.3g}", alive=int(alive.sum()))
+    bar.close()
+    if step in snap_steps and (not snaps["step"] or snaps["step"][-1] != step):
+        take_snapshot()
+    for r in range(R):
+        if status[r] == "success":
+            message[r] = f"trained {cfg.epochs} epoch(s), {step} step(s)"
+    out_hist = {k: np.asarray(hist[k], dtype=np.float64) for k in ("epoch", "step", "t")}
+    for k in MEMBER_KEYS:
+        out_hist[k] = np.stack(hist[k], axis=1)
+    snapshots = None
+    if cfg.n_snapshots > 0 and snaps["step"]:
+        Ws, vs, ls = np.stack(snaps["W"], 1), np.stack(snaps["v"], 1), np.stack(snaps["loss"], 1)
+        snapshots = [Snapshots(t=np.asarray(snaps["t"]), step=np.asarray(snaps["step"]),
+                               W=Ws[r], v=vs[r], loss=ls[r], status=status[r],
+                               message=message[r]) for r in range(R)]
+    return {"history": out_hist, "status": status, "message": message,
+            "W": net.W.detach().cpu().numpy(), "v": net.v.detach().cpu().numpy(),
+            "b": None if net.b is None else net.b.detach().cpu().numpy(),
+            "snapshots": snapshots or [None] * R}
+
+
+def train_member(member: EnsembleMember, cfg: TrainConfig, *, test: bool = True) -> TrainResult:
+    """Train one member alone with ``train`` (the sequential baseline of ``train_ensemble``)."""
+    tr = make_subclass_data(member.data, "train")
+    te = make_subclass_data(member.data, "test") if test else None
+    net = make_two_layer(member.model, member.init, member.data.D, dtype=cfg.dtype,
+                         device=cfg.device)
+    return train(net, tr, cfg.replace(seed=member.seed), test_data=te)
+
+
+# -- the paper-scale synthetic experiment (THEORY.md section 7) -----------------------------
+
+PAPER_TRAIN = TrainConfig(optimizer="sgd", lr=0.2, epochs=401, batch_size=100,
+                          loss="exponential", dtype="float32", device="auto", n_snapshots=0,
+                          eval_every=10, rank_every=0, eval_batch=2000)
+
+
+def paper_members(p_values: Sequence[float] = (1.0, 3.0), alphas: Sequence[float] | None = None,
+                  repeats: int = 5, *, width: int = 2000, D: int = 1000, n: int = 20000,
+                  K: int = 10, K1: int = 6, eps: float = 1e-7) -> list[EnsembleMember]:
+    """The members of the Section 5.1 experiment: p x alpha x repeat (2 x 15 x 5 = 150).
+
+    Width-2000 pReLU nets without bias, W and v drawn iid N(0, eps^2) with eps = 1e-7
+    (InitConfig mode 'independent'), data K=10, K1=6, D=1000, n=20000 per split.
+    Run (alpha index a, repeat r) uses seed a * repeats + r for its data, its
+    initialisation and its minibatch order, so the p values see identical data,
+    initial directions and batches (a paired comparison).
+    """
+    alphas = np.linspace(0.01, 0.3, 15) if alphas is None else np.asarray(alphas, dtype=float)
+    check_int("repeats", repeats, 1)
+    out = []
+    for p in p_values:
+        for a, alpha in enumerate(alphas):
+            for r in range(repeats):
+                seed = a * repeats + r
+                out.append(EnsembleMember(
+                    model=ModelConfig(width=width, activation="prelu", p=float(p)),
+                    init=InitConfig(eps=eps, mode="independent", seed=seed),
+                    data=DataConfig(K=K, K1=K1, D=D, alpha=float(alpha), n=n, seed=seed),
+                    seed=seed))
+    return out
+
+
+def paper_scale_ensemble(cfg: TrainConfig = PAPER_TRAIN, members=None, **kwargs) -> EnsembleResult:
+    """All 150 trainings of the synthetic experiment as one (chunked) ensemble call."""
+    return train_ensemble(paper_members() if members is None else members, cfg, **kwargs)
