@@ -1,0 +1,164 @@
+"""Model sweep tasks. 'gd': full-batch gradient descent of a two-layer net on subclass data.
+
+theta_{k+1} = theta_k - lr grad L(theta_k),  L = (1/n) sum_i l(y_i f(x_i)),
+
+the forward-Euler discretisation of gradient flow (THEORY.md section 3), with
+the exact gradient of ``gradflow.model.loss_and_grad``. It uses only the
+foundation, so it runs anywhere and is the cheap real workload for sweeps.
+'simulate' and 'train' run the same problem through the ODE engine and the torch
+backend; they import those modules lazily and report the same metrics.
+"""
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..config import DataConfig, InitConfig, ModelConfig
+from ..data import SubclassData, make_subclass_data
+from ..init import init_params
+from ..model import TwoLayerParams, forward, loss, loss_and_grad
+from .tasks import register_task
+
+GD_DEFAULTS: dict[str, Any] = {
+    "data": DataConfig(K=4, K1=2, D=20, alpha=0.1, n=200).to_dict(),
+    "model": ModelConfig(width=20).to_dict(),
+    "init": InitConfig(eps=1e-3).to_dict(),
+    "loss": "exponential",
+    "lr": 0.5,
+    "steps": 400,
+    "n_test": 1000,
+    "top": 4,
+}
+
+
+@dataclass
+class Problem:
+    data_cfg: DataConfig
+    model: ModelConfig
+    init: InitConfig
+    train: SubclassData
+    test: SubclassData
+    params: TwoLayerParams
+    loss: str
+    top: int
+
+
+def build_configs(cfg: dict[str, Any]) -> tuple[DataConfig, ModelConfig, InitConfig]:
+    """Foundation configs from the cell config; their own checks raise ValueError."""
+    data = DataConfig.from_dict(cfg["data"])
+    model = ModelConfig.from_dict(cfg["model"])
+    init = InitConfig.from_dict(cfg["init"])
+    if model.n_outputs != 1:
+        raise ValueError("`model.n_outputs` must be 1: subclass data has binary labels")
+    if cfg["loss"] not in ("exponential", "logistic"):
+        raise ValueError(f"`loss` must be 'exponential' or 'logistic', got {cfg['loss']!r}")
+    for key in ("n_test", "top"):
+        if cfg[key] < 1:
+            raise ValueError(f"`{key}` must be >= 1, got {cfg[key]}")
+    return data, model, init
+
+
+def _validate_gd(cfg: dict[str, Any]) -> None:
+    build_configs(cfg)
+    if not cfg["lr"] > 0:
+        raise ValueError(f"`lr` must be > 0, got {cfg['lr']}")
+    if cfg["steps"] < 0:
+        raise ValueError(f"`steps` must be >= 0, got {cfg['steps']}")
+
+
+def build_problem(cfg: dict[str, Any]) -> Problem:
+    data_cfg, model, init = build_configs(cfg)
+    train = make_subclass_data(data_cfg, "train")
+    test = make_subclass_data(data_cfg, "test", n=cfg["n_test"])
+    params = init_params(model, init, data_cfg.D, centres=train.centres)
+    return Problem(data_cfg, model, init, train, test, params, cfg["loss"], cfg["top"])
+
+
+def alignment(params: TwoLayerParams, data: SubclassData, top: int) -> dict[str, float]:
+    """Mean over the ``top`` neurons by contribution |v_j| ||w_j|| of the largest |cos|
+    between w_j and (a) the class averages mubar_+/-, (b) the centres mu_k, (c) either."""
+    norms = np.linalg.norm(params.W, axis=1)
+    contrib = np.abs(params.v) * norms
+    idx = np.argsort(contrib)[::-1][: min(top, params.width)]
+    U = params.W[idx] / np.maximum(norms[idx], np.finfo(float).tiny)[:, None]
+    cls = np.abs(U @ np.stack([data.mubar_plus, data.mubar_minus]).T).max(axis=1)
+    ctr = np.abs(U @ data.centres.T).max(axis=1)
+    return {"top_cos_class": float(cls.mean()), "top_cos_centre": float(ctr.mean()),
+            "top_cos": float(np.maximum(cls, ctr).mean())}
+
+
+def summarise(problem: Problem, params: TwoLayerParams, **extra: Any) -> dict[str, Any]:
+    """Final loss, train/test accuracy, max |invariant drift|, top-neuron alignment."""
+    tr, te = problem.train, problem.test
+    final = loss(params, tr.X, tr.y, problem.model, problem.loss)
+    acc = {name: float(np.mean(np.sign(forward(params, d.X, problem.model)) == d.y))
+           for name, d in (("train_acc", tr), ("test_acc", te))}
+    drift = np.abs(params.invariant() - problem.params.invariant())
+    return {"final_loss": float(final), **acc, "max_invariant_drift": float(drift.max()),
+            **alignment(params, tr, problem.top), "finite": bool(np.isfinite(final)), **extra}
+
+
+@register_task("gd", defaults=GD_DEFAULTS, validate=_validate_gd)
+def gd_cell(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Full-batch GD for ``steps`` steps of size ``lr`` (time lr * steps of gradient flow)."""
+    problem = build_problem(cfg)
+    p = problem.params.copy()
+    lr = cfg["lr"]
+    X, y = problem.train.X, problem.train.y
+    for _ in range(cfg["steps"]):
+        _, g = loss_and_grad(p, X, y, problem.model, problem.loss)
+        p.W -= lr * g.W
+        p.v -= lr * g.v
+        if g.b is not None:
+            p.b = p.b - lr * g.b
+    return summarise(problem, p, time=lr * cfg["steps"])
+
+
+def _needs(module: str, task: str) -> Callable[[dict], None]:
+    def validate(cfg: dict) -> None:
+        if importlib.util.find_spec(module) is None:
+            raise ValueError(f"task {task!r} is not available: module {module} is not installed "
+                             "in this checkout yet")
+        build_configs(cfg)
+    return validate
+
+
+def _model_defaults() -> dict[str, Any]:
+    base = {k: GD_DEFAULTS[k] for k in ("data", "model", "init", "loss", "n_test", "top")}
+    return {**base, "options": {}}  # options: free-form keyword arguments of the engine
+
+
+@register_task("simulate", defaults=_model_defaults(),
+               validate=_needs("gradflow.dynamics", "simulate"))
+def simulate_cell(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Gradient flow by the ODE engine from the gd task's data/model/init; same metrics as gd."""
+    problem = build_problem(cfg)
+    # WIRING (lead): adjust to the final gradflow.dynamics.simulate signature.
+    from gradflow.dynamics import simulate
+
+    sol = simulate(problem.params, problem.train.X, problem.train.y, problem.model,
+                   loss=cfg["loss"], **cfg["options"])
+    final = getattr(sol, "params", sol)
+    return summarise(problem, final, time=float(getattr(sol, "t", [float("nan")])[-1]))
+
+
+@register_task("train", defaults=_model_defaults(), validate=_needs("gradflow.backend", "train"))
+def train_cell(cfg: dict[str, Any]) -> dict[str, Any]:
+    """SGD/GD by the torch backend from the gd task's data/model/init; same metrics as gd."""
+    problem = build_problem(cfg)
+    # WIRING (lead): adjust to the final gradflow.backend.train signature.
+    from gradflow.backend import train
+
+    res = train(problem.params, problem.train.X, problem.train.y, problem.model,
+                loss=cfg["loss"], **cfg["options"])
+    final = getattr(res, "params", res)
+    if not hasattr(final, "invariant"):  # a torch module: convert to numpy parameters
+        from gradflow import from_torch
+
+        final = from_torch(final)
+    return summarise(problem, final)
+

@@ -1,0 +1,125 @@
+"""Parameter grids for sweeps: the YAML schema and its expansion into cells.
+
+Schema (see docs/cli.md)::
+
+    task: gd                  # a registered cell runner, or "package.module:function"
+    name: p-vs-alpha          # optional; default: the file name
+    base:                     # the config shared by every cell (merged over the task defaults)
+      data: {K: 4, K1: 2}
+    grid:                     # axes, cartesian product; dotted keys or nested mappings
+      model.p: [1.0, 3.0]
+      data.alpha: [0.05, 0.1]
+    zip:                      # optional: axes varied together (equal lengths)
+      data.K: [4, 8]
+      data.K1: [2, 4]
+
+Cells = product(grid axes) x rows(zip), in file order; each cell's config is
+``base`` with that cell's values set at the dotted keys.
+"""
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..studies.config import apply_overrides, deep_merge, load_yaml, set_dotted
+
+TOP_KEYS = ("task", "name", "base", "grid", "zip")
+
+
+def _flatten_axes(section: str, node: Any, prefix: str = "") -> dict[str, list]:
+    if not isinstance(node, Mapping):
+        raise ValueError(f"`{section}` must be a mapping of dotted keys to lists of values, "
+                         f"got {node!r}")
+    axes: dict[str, list] = {}
+    for k, v in node.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            axes.update(_flatten_axes(section, v, prefix=f"{key}."))
+        elif isinstance(v, (list, tuple)):
+            if not v:
+                raise ValueError(f"axis `{section}.{key}` must be a non-empty list of values")
+            seen = []
+            for x in v:
+                if x in seen:
+                    raise ValueError(f"axis `{section}.{key}` repeats the value {x!r}")
+                seen.append(x)
+            axes[key] = list(v)
+        else:
+            raise ValueError(f"axis `{section}.{key}` must be a list of values, got {v!r} "
+                             f"(write [{v!r}] for a single value, or put it in `base`)")
+    return axes
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A parsed, checked grid file (see the module docstring)."""
+
+    task: str
+    base: dict[str, Any] = field(default_factory=dict)
+    grid: dict[str, list] = field(default_factory=dict)
+    zip: dict[str, list] = field(default_factory=dict)
+    name: str = "sweep"
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any], name: str = "sweep") -> SweepSpec:
+        unknown = sorted(set(doc) - set(TOP_KEYS))
+        if unknown:
+            raise ValueError(f"unknown grid key(s) {unknown}; allowed: {list(TOP_KEYS)}")
+        if "task" not in doc:
+            raise ValueError("grid file needs a `task` key naming the cell runner (e.g. task: gd)")
+        task = doc["task"]
+        if not isinstance(task, str) or not task:
+            raise ValueError(f"`task` must be a task name, got {task!r}")
+        base = doc.get("base") or {}
+        if not isinstance(base, Mapping):
+            raise ValueError(f"`base` must be a mapping, got {base!r}")
+        grid = _flatten_axes("grid", doc.get("grid") or {})
+        zipped = _flatten_axes("zip", doc.get("zip") or {})
+        if not grid and not zipped:
+            raise ValueError("the grid is empty: give at least one axis under `grid` (or `zip`)")
+        both = sorted(set(grid) & set(zipped))
+        if both:
+            raise ValueError(f"axis key(s) {both} appear in both `grid` and `zip`")
+        lengths = {k: len(v) for k, v in zipped.items()}
+        if len(set(lengths.values())) > 1:
+            raise ValueError(f"`zip` axes must have equal lengths, got {lengths}")
+        name = doc.get("name", name)
+        if not isinstance(name, str) or not name.strip() or "/" in name:
+            raise ValueError(f"`name` must be a non-empty name without '/', got {name!r}")
+        return cls(task=task, base=dict(base), grid=grid, zip=zipped, name=name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"task": self.task, "name": self.name, "base": self.base,
+                "grid": self.grid, "zip": self.zip}
+
+    @property
+    def axes(self) -> list[str]:
+        return list(self.grid) + list(self.zip)
+
+    def cells(self) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """(axis values, config) for every cell, in a deterministic order."""
+        zip_rows = [dict(zip(self.zip, vals)) for vals in zip(*self.zip.values())] or [{}]
+        out = []
+        for combo in itertools.product(*self.grid.values()):
+            for zrow in zip_rows:
+                values = {**dict(zip(self.grid, combo)), **zrow}
+                cfg = deep_merge(self.base, {})
+                for key, v in values.items():
+                    set_dotted(cfg, key, v)
+                out.append((values, cfg))
+        return out
+
+
+def load_grid(path: str | Path, overrides: Iterable[str] = ()) -> SweepSpec:
+    """Read a grid YAML file, apply ``key=value`` overrides to it, and check it."""
+    doc = load_yaml(path, what="grid")
+    doc = apply_overrides(doc, overrides)
+    return SweepSpec.from_dict(doc, name=Path(path).stem)
+
+
+def expand_grid(spec: SweepSpec) -> list[dict[str, Any]]:
+    """The configs of all cells (see ``SweepSpec.cells``)."""
+    return [cfg for _, cfg in spec.cells()]
