@@ -122,7 +122,9 @@ class Snapshots:
     """Parameter trajectory on a log-spaced schedule, with the ODE Solution's field names.
 
     t (T,) model time k*lr; step (T,) optimiser steps k; W (T, h, D); v (T, h)
-    or (T, h, C); loss (T,) full training loss at those parameters.
+    or (T, h, C); loss (T,) full training loss at those parameters; b (T,) or
+    (T, C) output bias when the net has one. ``gradflow.metrics.Trajectory.from_any``
+    reads it like the ODE engine's ``Solution``.
     """
 
     t: np.ndarray
@@ -132,6 +134,7 @@ class Snapshots:
     loss: np.ndarray
     status: str = "success"
     message: str = ""
+    b: np.ndarray | None = None
 
 
 @dataclass
@@ -353,7 +356,7 @@ def train(model: nn.Module, data, cfg: TrainConfig, *, test_data=None,
         if isinstance(model, TwoLayerNet) else set()
     gen = torch.Generator().manual_seed(cfg.seed)
     hist = {k: [] for k in HISTORY_KEYS}
-    snaps = {"t": [], "step": [], "W": [], "v": [], "loss": []}
+    snaps = {"t": [], "step": [], "W": [], "v": [], "loss": [], "b": []}
     status, message, step, epoch, elapsed = "success", "", 0, 0, 0.0
     ckpt = Path(checkpoint) if checkpoint is not None else None
 
@@ -368,6 +371,8 @@ def train(model: nn.Module, data, cfg: TrainConfig, *, test_data=None,
         hist, snaps = st["history"], st["snapshots"]
         step, epoch, elapsed = st["step"], st["epoch"], st["elapsed"]
         status, message = st["status"], st["message"]
+        if status == "stopped":  # a callback pause, not a failure: carry on
+            status, message = "success", ""
     else:
         torch.manual_seed(cfg.seed)
 
@@ -395,6 +400,8 @@ def train(model: nn.Module, data, cfg: TrainConfig, *, test_data=None,
         snaps["step"].append(step)
         snaps["W"].append(model.W.detach().cpu().numpy().copy())
         snaps["v"].append(model.v.detach().cpu().numpy().copy())
+        if model.b is not None:
+            snaps["b"].append(model.b.detach().cpu().numpy().copy())
         snaps["loss"].append(evaluate(model, X, y, cfg.loss, block=cfg.eval_batch)["loss"])
 
     def save() -> None:
@@ -480,4 +487,5 @@ def _stack_snapshots(snaps: dict, status: str, message: str) -> Snapshots | None
                      step=np.asarray(snaps["step"], dtype=np.int64),
                      W=np.stack(snaps["W"]), v=np.stack(snaps["v"]),
                      loss=np.asarray(snaps["loss"], dtype=np.float64),
-                     status=status, message=message)
+                     status=status, message=message,
+                     b=np.stack(snaps["b"]) if snaps.get("b") else None)
