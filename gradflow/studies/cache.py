@@ -34,9 +34,12 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("GRADFLOW_CACHE", DEFAULT_CACHE_DIR))
 
 
-def run_key(config: Mapping[str, Any], kind: str, name: str) -> str:
-    """Hash of (kind, name, full config, gradflow version)."""
-    return config_hash(dict(config), extra={"kind": kind, "name": name})
+def run_key(config: Mapping[str, Any], kind: str, name: str, code: str = "") -> str:
+    """Hash of (kind, name, full config, gradflow version, ``code`` fingerprint)."""
+    extra = {"kind": kind, "name": name}
+    if code:
+        extra["code"] = code
+    return config_hash(dict(config), extra=extra)
 
 
 class RunCache:

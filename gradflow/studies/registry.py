@@ -9,12 +9,14 @@ never breaks the others.
 """
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import inspect
 import os
 import re
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +50,16 @@ class Study:
     description: str = ""
     plot: Callable[..., Any] | None = None
     validate: Callable[[dict], None] | None = None
-    source: str = field(default="", compare=False)
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 of the source file defining ``run`` ('' if unknown): part of the cache key,
+        so editing a study script never reuses results of the old code."""
+        try:
+            path = inspect.getsourcefile(self.run)
+            return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16] if path else ""
+        except (TypeError, OSError):
+            return ""
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not _NAME_RE.match(self.name):

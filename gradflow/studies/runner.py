@@ -2,7 +2,7 @@
 
 ``run_study`` does, in order:
 1. effective config = defaults <- preset <- YAML file <- ``--set`` overrides <- seed/device;
-2. key = hash(effective config, study name, gradflow version);
+2. key = hash(effective config, study name, gradflow version, study source file);
 3. cache hit: reuse the finished run (instant); miss: run the study in a staging
    folder, write ``summary.json``, ``arrays.npz``, ``effective_config.yaml`` and the
    figures, then move the folder into the cache atomically;
@@ -140,7 +140,7 @@ def run_study(name: str, preset: str | None = "quick", *, config_file: str | Pat
     overrides = list(overrides)
     cfg = resolve_config(study, preset, config_file, overrides, seed, device)
     command = command or default_command(name, cfg, config_file, overrides)
-    key = run_key(cfg, "study", name)
+    key = run_key(cfg, "study", name, code=study.fingerprint)
     cache = RunCache(cache_dir)
     entry = cache.entry("study", name, key)
     cached = cache.is_complete(entry) and not force
@@ -175,7 +175,8 @@ def _execute(study: Study, cfg: dict, key: str, folder: Path, command: str,
 
     summary = {
         "study": study.name, "preset": cfg["preset"], "command": command, "config_hash": key,
-        "gradflow_version": __version__, "effective_config": cfg,
+        "gradflow_version": __version__, "code_fingerprint": study.fingerprint,
+        "effective_config": cfg,
         "checks": validate_checks(result.checks), "metrics": dict(result.metrics),
         "arrays": ARRAYS, "figures": [], "wall_time_s": wall,
         "created": time.strftime("%Y-%m-%d %H:%M:%S"), "device": cfg["device"],

@@ -1,0 +1,414 @@
+"""The ``gradflow`` command line: simulate, train, radius, reproduce, sweep, plot, demo, list.
+
+Every run takes an optional YAML config (``--config``) whose values are
+overridden by ``--set key=value`` and the common flags (``--preset``,
+``--seed``, ``--device``, ``--out``). Results are cached under the hash of the
+effective config (saved as effective_config.yaml beside the results), so an
+unchanged rerun is instant. A user error prints one line on stderr and exits
+with status 2; ``--traceback`` (or GRADFLOW_TRACEBACK=1) shows the full trace.
+See docs/cli.md.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+EXIT_USER_ERROR = 2
+DEMO_STUDIES = ("sec51", "radius_vs_k")
+
+
+class UserError(Exception):
+    """A problem with the user's input: reported as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse would print the usage block; we want one line
+        raise UserError(f"{self.prog}: {message}")
+
+
+# --- argument types: raise ArgumentTypeError so argparse names the option ---------------------
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {value}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
+    return value
+
+
+def _override(text: str) -> str:
+    from .studies.config import parse_override
+
+    try:
+        parse_override(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
+
+
+# --- parser -----------------------------------------------------------------------------------
+
+def _common(run: bool = True) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("common options")
+    if run:
+        g.add_argument("-c", "--config", metavar="YAML", help="YAML config file")
+        g.add_argument("--set", dest="overrides", action="append", default=[], type=_override,
+                       metavar="KEY=VALUE", help="override a config value (repeatable), "
+                       "e.g. --set data.alpha=0.1")
+        g.add_argument("--preset", help="quick (default) or paper")
+        g.add_argument("--seed", type=_seed, help="random seed (integer >= 0)")
+        g.add_argument("--device", help="cpu, cuda, cuda:N or mps (default cpu)")
+    g.add_argument("--out", metavar="DIR", help="output folder")
+    g.add_argument("--cache-dir", metavar="DIR",
+                   help="result cache (default $GRADFLOW_CACHE or ./.gradflow_cache)")
+    g.add_argument("--force", action="store_true", help="recompute even if cached")
+    g.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    g.add_argument("--traceback", action="store_true", help="show tracebacks of errors")
+    return p
+
+
+def _results_md_opts(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--results-md", metavar="FILE",
+                   help="markdown file to update (default: the checkout's docs/results.md)")
+    p.add_argument("--no-results-md", action="store_true", help="do not update results.md")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser (built on demand, never at import)."""
+    parser = _Parser(prog="gradflow", description="Gradient-flow dynamics of two-layer networks "
+                     "and their adversarial robustness. See docs/cli.md.")
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"gradflow {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    run = _common(run=True)
+    noconf = _common(run=False)
+
+    p = sub.add_parser("simulate", parents=[run], help="integrate the gradient flow (ODE engine)",
+                       description="Integrate dtheta/dt = -grad L with gradflow.dynamics.simulate."
+                       " Writes solution.npz/json, params.npz, summary.json.")
+    p.set_defaults(func=cmd_simulate)
+    p = sub.add_parser("train", parents=[run], help="train with the PyTorch backend",
+                       description="Train with gradflow.backend.train (gd/sgd/adam) from the same "
+                       "initialisation. Writes params.npz, history.npz, summary.json.")
+    p.set_defaults(func=cmd_train)
+    p = sub.add_parser("radius", parents=[run], help="per-sample l2 radii of a saved model",
+                       description="Measure per-sample l2 robustness radii (gradflow.attacks) of "
+                       "a model folder written by `gradflow simulate` or `gradflow train`.")
+    p.add_argument("model_dir", help="folder holding params.npz and effective_config.yaml")
+    p.set_defaults(func=cmd_radius)
+    p = sub.add_parser("reproduce", parents=[run], help="run a study (sims/<study>.py)",
+                       description="Run a registered study and print its verdict table. "
+                       "`gradflow list` shows the studies.")
+    p.add_argument("study", help="study name, e.g. sec51")
+    _results_md_opts(p)
+    p.set_defaults(func=cmd_reproduce)
+    p = sub.add_parser("sweep", parents=[noconf], help="run a parameter grid on Dask",
+                       description="Expand a grid YAML file and run its cells on Dask distributed;"
+                       " cached cells are skipped, results go to <out>/results.csv.")
+    p.add_argument("grid", help="grid YAML file (task, base, grid, zip)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], type=_override,
+                   metavar="KEY=VALUE", help="override a key of the grid file, e.g. base.steps=100")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="address of a running Dask scheduler, e.g. tcp://host:8786")
+    p.add_argument("--workers", type=_positive_int, metavar="N",
+                   help="LocalCluster worker processes (default: one per core)")
+    p.set_defaults(func=cmd_sweep)
+    p = sub.add_parser("plot", parents=[noconf], help="re-make figures from a result folder",
+                       description="Re-draw the figures of a study or simulate run from its saved "
+                       "results only.")
+    p.add_argument("result_dir", help="folder with summary.json")
+    p.set_defaults(func=cmd_plot)
+    p = sub.add_parser("demo", parents=[noconf], help="quick presets of sec51 and radius_vs_k",
+                       description="Run sec51 and radius_vs_k at the quick preset and print the "
+                       "verdict tables and figure paths.")
+    _results_md_opts(p)
+    p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("list", help="list studies and sweep tasks",
+                       description="List the registered studies and sweep tasks.")
+    p.set_defaults(func=cmd_list)
+    return parser
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+def _progress(args) -> bool:
+    return not args.quiet and sys.stderr.isatty()
+
+
+def _results_md(args):
+    if args.no_results_md:
+        return False
+    return args.results_md if args.results_md else True
+
+
+def _unavailable(what: str, err: ImportError) -> UserError:
+    return UserError(f"{what} is not available: {err}")
+
+
+def _print_run(kind: str, out: Path, cached: bool, key: str, summary: dict) -> None:
+    state = "cached" if cached else "computed"
+    print(f"{kind}: {state} (config hash {key}) -> {out}")
+    for name, value in summary.get("metrics", {}).items():
+        print(f"  {name:<22} {value:.6g}" if isinstance(value, float) else f"  {name:<22} {value}")
+
+
+def _resolve_run(kind: str, defaults: dict, presets: dict, args) -> dict:
+    from .studies import Study, resolve_config
+
+    spec = Study(name=kind, run=lambda *a: None, defaults=defaults, presets=presets)
+    return resolve_config(spec, args.preset, args.config, args.overrides, args.seed, args.device)
+
+
+def _out(args, kind: str, key: str) -> Path:
+    return Path(args.out) if args.out else Path("runs") / f"{kind}-{key[:10]}"
+
+
+# --- commands ---------------------------------------------------------------------------------
+
+def cmd_simulate(args, argv) -> int:
+    from .io import load_json
+    from .studies.cache import run_key
+    from .studies.runner import cached_run
+    from .studies.runs import SIMULATE_DEFAULTS, SIMULATE_PRESETS, compute_simulate
+
+    cfg = _resolve_run("simulate", SIMULATE_DEFAULTS, SIMULATE_PRESETS, args)
+    from .sweep.gd import build_configs
+
+    build_configs(cfg)
+    try:
+        import gradflow.dynamics  # noqa: F401
+    except ImportError as err:
+        raise _unavailable("the ODE engine (gradflow.dynamics)", err) from None
+    params = {k: v for k, v in cfg.items() if k not in ("preset", "seed", "device")}
+    out = _out(args, "simulate", run_key(cfg, "simulate", "simulate"))
+    out, cached, key = cached_run("simulate", "simulate", cfg,
+                                  lambda d: compute_simulate(params, d, _progress(args)),
+                                  out=out, cache_dir=args.cache_dir, force=args.force)
+    _print_run("simulate", out, cached, key, load_json(out / "summary.json"))
+    return 0
+
+
+def cmd_train(args, argv) -> int:
+    from .io import load_json
+    from .studies.cache import run_key
+    from .studies.runner import cached_run
+    from .studies.runs import TRAIN_PRESETS, compute_train, train_defaults
+
+    try:
+        defaults = train_defaults()
+    except ImportError as err:
+        raise _unavailable("the torch backend (gradflow.backend)", err) from None
+    cfg = _resolve_run("train", defaults, TRAIN_PRESETS, args)
+    from .sweep.gd import build_configs
+
+    build_configs(cfg)
+    from .backend import TrainConfig
+
+    TrainConfig.from_dict(dict(cfg["train"], betas=tuple(cfg["train"]["betas"])))  # check early
+    params = {k: v for k, v in cfg.items() if k not in ("preset", "seed", "device")}
+    out = _out(args, "train", run_key(cfg, "train", "train"))
+    out, cached, key = cached_run(
+        "train", "train", cfg, lambda d: compute_train(params, d, cfg["device"], _progress(args)),
+        out=out, cache_dir=args.cache_dir, force=args.force)
+    _print_run("train", out, cached, key, load_json(out / "summary.json"))
+    return 0
+
+
+def cmd_radius(args, argv) -> int:
+    from .io import load_json
+    from .studies.cache import run_key
+    from .studies.runner import cached_run
+    from .studies.runs import RADIUS_DEFAULTS, RADIUS_PRESETS, compute_radius, read_model_dir
+
+    cfg = _resolve_run("radius", RADIUS_DEFAULTS, RADIUS_PRESETS, args)
+    if cfg["n_points"] < 1:
+        raise UserError(f"`n_points` must be >= 1, got {cfg['n_points']}")
+    if cfg["split"] not in ("train", "test"):
+        raise UserError(f"`split` must be 'train' or 'test', got {cfg['split']!r}")
+    if cfg["lower"] not in ("auto", "lipschitz", "none"):
+        raise UserError(f"`lower` must be 'auto', 'lipschitz' or 'none', got {cfg['lower']!r}")
+    model_dir = Path(args.model_dir)
+    read_model_dir(model_dir)
+    try:
+        import gradflow.attacks  # noqa: F401
+    except ImportError as err:
+        raise _unavailable("robustness measurement (gradflow.attacks)", err) from None
+    digest = hashlib.sha256((model_dir / "params.npz").read_bytes()
+                            + (model_dir / "effective_config.yaml").read_bytes()).hexdigest()
+    keyed = {**cfg, "model_sha256": digest}
+    out = _out(args, "radius", run_key(keyed, "radius", "radius"))
+    out, cached, key = cached_run(
+        "radius", "radius", keyed,
+        lambda d: compute_radius(model_dir, cfg, d, cfg["seed"], cfg["device"]),
+        out=out, cache_dir=args.cache_dir, force=args.force)
+    _print_run("radius", out, cached, key, load_json(out / "summary.json"))
+    return 0
+
+
+def _report_study(run) -> None:
+    from .studies import verdict_table
+
+    s = run.summary
+    state = "cached result" if run.cached else f"computed in {s['wall_time_s']:.1f} s"
+    print(f"\n== {s['study']} ({s['preset']} preset): {state}; config hash {run.key}")
+    print(verdict_table(s["checks"]) if s["checks"] else "(this study reports no checks)")
+    print(f"results: {run.out_dir}")
+    for f in run.figures:
+        print(f"figure:  {f}")
+
+
+def cmd_reproduce(args, argv) -> int:
+    from .studies import run_study
+
+    run = run_study(args.study, args.preset, config_file=args.config, overrides=args.overrides,
+                    seed=args.seed, device=args.device, out=args.out, cache_dir=args.cache_dir,
+                    force=args.force, results_md=_results_md(args),
+                    command="gradflow " + shlex.join(argv), progress=_progress(args))
+    _report_study(run)
+    return 0
+
+
+def cmd_demo(args, argv) -> int:
+    from .studies import available_studies, run_study
+
+    names = available_studies()
+    chosen = [n for n in DEMO_STUDIES if n in names]
+    missing = [n for n in DEMO_STUDIES if n not in names]
+    if missing:
+        print(f"note: demo studies not registered yet: {', '.join(missing)}", file=sys.stderr)
+    if not chosen:
+        chosen = names
+        print("note: running the registered studies instead: " + (", ".join(chosen) or "(none)"),
+              file=sys.stderr)
+    if not chosen:
+        raise UserError("no studies are registered (add sims/<name>.py)")
+    base = Path(args.out) if args.out else Path("runs") / "demo"
+    for name in chosen:
+        run = run_study(name, "quick", out=base / name, cache_dir=args.cache_dir,
+                        force=args.force, results_md=_results_md(args),
+                        command=f"gradflow reproduce {name} --preset quick",
+                        progress=_progress(args))
+        _report_study(run)
+    return 0
+
+
+def cmd_sweep(args, argv) -> int:
+    from .sweep import load_grid, run_sweep
+
+    spec = load_grid(args.grid, args.overrides)
+    res = run_sweep(spec, out=args.out, cache_dir=args.cache_dir, scheduler=args.scheduler,
+                    workers=args.workers, force=args.force, progress=_progress(args))
+    print(f"sweep {spec.name!r} (task {spec.task}): {res.n_cells} cells, {res.n_cached} cached, "
+          f"{res.n_run} run, {res.n_failed} failed -> {res.csv}")
+    for f in res.failures[:10]:
+        print(f"  failed cell {f['key']}: {f['error']}", file=sys.stderr)
+    return 1 if res.failures else 0
+
+
+def cmd_plot(args, argv) -> int:
+    from .io import load_json
+    from .studies import replot
+
+    d = Path(args.result_dir)
+    if not (d / "summary.json").is_file():
+        raise UserError(f"`{d}` is not a result folder (no summary.json inside)")
+    try:
+        summary = load_json(d / "summary.json")
+    except ValueError as err:
+        raise UserError(f"cannot read `{d / 'summary.json'}`: {err}") from None
+    if "study" in summary:
+        figures = replot(d)
+    elif summary.get("kind") == "simulate":
+        figures = _plot_simulation(d)
+    else:
+        raise UserError(f"`{d}` holds a {summary.get('kind', 'unknown')!r} run, which has no "
+                        "figures to draw")
+    for f in figures:
+        print(f"figure: {f}")
+    return 0
+
+
+def _plot_simulation(d: Path) -> list[Path]:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from .dynamics import Solution
+        from .metrics import Trajectory
+        from .plots.dynamics import plot_cosine_heatmap, plot_loss_and_norm
+    except ImportError as err:
+        raise _unavailable("plotting (gradflow.plots)", err) from None
+    from .config import DataConfig
+    from .data import make_centres
+    from .studies.config import load_yaml
+
+    cfg = load_yaml(d / "effective_config.yaml")
+    data_cfg = DataConfig.from_dict(cfg["data"])
+    labels = [1.0 if k < data_cfg.K1 else -1.0 for k in range(data_cfg.K)]
+    traj = Trajectory.from_any(Solution.load(d / "solution"), centres=make_centres(data_cfg),
+                               subclass_labels=labels)
+    out = d / "figures"
+    out.mkdir(exist_ok=True)
+    plot_loss_and_norm(traj, out=out / "loss_and_norm.png")
+    plot_cosine_heatmap(traj, out=out / "cosine_heatmap.png")
+    return [out / "loss_and_norm.png", out / "cosine_heatmap.png"]
+
+
+def cmd_list(args, argv) -> int:
+    from .studies import available_studies
+    from .sweep import available_tasks
+
+    print("studies:     " + (", ".join(available_studies()) or "(none)"))
+    print("sweep tasks: " + ", ".join(available_tasks()))
+    return 0
+
+
+# --- entry point ------------------------------------------------------------------------------
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI on ``argv`` (default ``sys.argv[1:]``) and return the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    show_tb = "--traceback" in argv or os.environ.get("GRADFLOW_TRACEBACK") == "1"
+    from .studies import StudyUnavailable
+
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.command is None:
+            raise UserError("a command is required; run `gradflow --help` to list them")
+        return args.func(args, argv)
+    except SystemExit as exc:  # --help and --version exit through argparse
+        return exc.code if isinstance(exc.code, int) else 0
+    except (UserError, StudyUnavailable, ValueError, FileNotFoundError) as err:
+        if show_tb:
+            raise
+        message = " ".join(str(err).split()) or type(err).__name__
+        print(f"gradflow: error: {message}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("gradflow: interrupted (finished results are cached; rerun to resume)",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
