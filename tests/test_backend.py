@@ -29,6 +29,15 @@ from gradflow.torch_model import export_reference_checkpoint, load_reference_che
 DATA = DataConfig(K=4, K1=2, D=12, alpha=0.2, n=120, seed=3)
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """These problems are tiny: one thread avoids OpenMP hand-off costs on a busy machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def quiet(**kw) -> TrainConfig:
     """A small float64 CPU config with the progress bar off."""
     base = dict(optimizer="sgd", lr=0.2, epochs=4, batch_size=32, dtype="float64", device="cpu",

@@ -319,8 +319,8 @@ def _train_chunk(members: list[EnsembleMember], cfg: TrainConfig, device, dtype,
             status[r], message[r] = kind, f"{why} after epoch {ep} (step {step})"
         alive[mask] = False
 
-    if record(0, np.full(R, np.nan), cfg.rank_every > 0).any():
-        fail(np.ones(R, bool), "overflow", "exponential-loss margins saturated", 0)
+    fail(record(0, np.full(R, np.nan), cfg.rank_every > 0), "overflow",
+         "exponential-loss margins saturated", 0)
     bar = tqdm(range(cfg.epochs), disable=not cfg.progress, leave=False,
                desc=f"ensemble {offset + 1}-{offset + R}/{total}")
     for epoch in bar:

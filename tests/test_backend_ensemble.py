@@ -1,0 +1,168 @@
+"""Batched ensembles reproduce R sequential ``train`` runs (float64, CPU, to 1e-10)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from gradflow.backend import (
+    PAPER_TRAIN,
+    EnsembleMember,
+    TrainConfig,
+    paper_members,
+    train_ensemble,
+    train_member,
+)
+from gradflow.backend.ensemble import auto_chunk, member_bytes
+from gradflow.config import DataConfig, InitConfig, ModelConfig
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """These problems are tiny: one thread avoids OpenMP hand-off costs on a busy machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def members(eps=(0.05, 0.05, 0.05, 0.05)):
+    """Four members differing in init seed, p, alpha, data seed and minibatch seed."""
+    spec = [(1.0, 0.1, 0), (3.0, 0.1, 0), (1.0, 0.25, 1), (2.0, 0.05, 2)]
+    return [EnsembleMember(ModelConfig(width=10, p=p), InitConfig(eps=eps[i], seed=i),
+                           DataConfig(K=4, K1=2, D=16, alpha=alpha, n=90, seed=ds), seed=7 + i)
+            for i, (p, alpha, ds) in enumerate(spec)]
+
+
+def cfg_for(optimizer: str, **kw) -> TrainConfig:
+    base = dict(optimizer=optimizer, lr=0.02 if optimizer == "adam" else 0.4, epochs=5,
+                batch_size=32, dtype="float64", device="cpu", progress=False, n_snapshots=8,
+                eval_every=2)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def rel(a, b):
+    return np.max(np.abs(a - b)) / np.max(np.abs(b))
+
+
+@pytest.mark.parametrize("optimizer,loss", [("sgd", "exponential"), ("adam", "logistic"),
+                                            ("gd", "exponential")])
+def test_ensemble_matches_sequential_runs(optimizer, loss):
+    ms = members()
+    cfg = cfg_for(optimizer, loss=loss)
+    ens = train_ensemble(ms, cfg)
+    assert ens.R == 4 and ens.status == ["success"] * 4
+    for r, m in enumerate(ms):
+        seq = train_member(m, cfg)
+        P = seq.model.to_params()
+        # Same operations up to batched-vs-single BLAS summation order, float64,
+        # ~20 steps: rounding only, so 1e-10 relative (the issue's bound).
+        assert rel(ens.W[r], P.W) < 1e-10 and rel(ens.v[r], P.v) < 1e-10
+        np.testing.assert_array_equal(ens.history["epoch"], seq.epoch)
+        np.testing.assert_array_equal(ens.history["t"], seq.t)
+        for key in ("loss", "train_acc", "test_loss", "test_acc", "rank_H", "rank_W"):
+            np.testing.assert_allclose(ens.history[key][r], seq.history[key], rtol=1e-10,
+                                       err_msg=key)
+        np.testing.assert_allclose(ens.history["batch_loss"][r][1:], seq.batch_loss[1:],
+                                   rtol=1e-10)
+        s_e, s_s = ens.snapshots[r], seq.snapshots
+        np.testing.assert_array_equal(s_e.step, s_s.step)
+        assert rel(s_e.W, s_s.W) < 1e-10 and rel(s_e.v, s_s.v) < 1e-10
+        np.testing.assert_allclose(s_e.loss, s_s.loss, rtol=1e-10)
+        np.testing.assert_allclose(ens.params(r).W, ens.W[r])
+
+
+def test_members_really_differ():
+    # Guard against a vacuous match: the four trajectories are distinct.
+    ens = train_ensemble(members(), cfg_for("sgd", n_snapshots=0))
+    finals = ens.history["loss"][:, -1]
+    assert len(np.unique(np.round(finals, 12))) == 4
+
+
+def test_chunking_does_not_change_results():
+    cfg = cfg_for("sgd", n_snapshots=0)
+    whole = train_ensemble(members(), cfg)
+    parts = train_ensemble(members(), cfg, chunk_size=3)
+    assert parts.chunks == [3, 1]
+    # Each member's arithmetic is independent of its chunk mates: rounding only.
+    assert rel(parts.W, whole.W) < 1e-12
+    np.testing.assert_allclose(parts.history["loss"], whole.history["loss"], rtol=1e-12)
+
+
+def test_a_failing_member_does_not_disturb_the_others():
+    good = train_ensemble(members(), cfg_for("sgd", n_snapshots=0))
+    # Member 1 starts at norm 30 (p=3): its loss is ~3e8, SGD with lr 0.4 explodes and
+    # by epoch 2 its margins pass the float64 exp cap (~700): status 'overflow'.
+    bad = train_ensemble(members(eps=(0.05, 30.0, 0.05, 0.05)), cfg_for("sgd", n_snapshots=0))
+    assert bad.status[1] == "overflow" and "margins saturated after epoch 2" in bad.message[1]
+    assert [bad.status[r] for r in (0, 2, 3)] == ["success"] * 3
+    for r in (0, 2, 3):
+        assert rel(bad.W[r], good.W[r]) < 1e-12
+    # The failing epoch's row is kept (as in ``train``); later rows are NaN.
+    np.testing.assert_array_equal(bad.history["epoch"], [0, 2, 4, 5])
+    assert bad.history["loss"][1, 1] > 1e300 and np.all(np.isnan(bad.history["loss"][1, 2:]))
+
+
+def test_member_saturated_at_start_fails_alone():
+    ms = members()
+    ms[2] = EnsembleMember(ms[2].model, InitConfig(eps=200.0, seed=2), ms[2].data, seed=9)
+    ens = train_ensemble(ms, cfg_for("gd", n_snapshots=0, epochs=2))
+    assert ens.status == ["success", "success", "overflow", "success"]
+    assert "after epoch 0" in ens.message[2]
+
+
+def test_ensemble_rejects_incompatible_members():
+    ms = members()
+    other = EnsembleMember(ModelConfig(width=11), ms[0].init, ms[0].data)
+    with pytest.raises(ValueError, match=r"`members\[4\].model.width`"):
+        train_ensemble(ms + [other], cfg_for("sgd"))
+    other = EnsembleMember(ms[0].model, ms[0].init, ms[0].data.replace(n=91))
+    with pytest.raises(ValueError, match=r"`members\[4\].data.n`"):
+        train_ensemble(ms + [other], cfg_for("sgd"))
+    other = EnsembleMember(ModelConfig(width=10, activation="capped_relu", beta=2.0),
+                           ms[0].init, ms[0].data)
+    with pytest.raises(ValueError, match=r"`members\[4\].model.activation`"):
+        train_ensemble(ms + [other], cfg_for("sgd"))
+    with pytest.raises(ValueError, match="`loss`"):
+        train_ensemble(ms, cfg_for("sgd", loss="cross_entropy"))
+    with pytest.raises(ValueError, match="`members`"):
+        train_ensemble([], cfg_for("sgd"))
+    with pytest.raises(ValueError, match="`chunk_size`"):
+        train_ensemble(ms, cfg_for("sgd"), chunk_size=0)
+    with pytest.raises(ValueError, match="`seed`"):
+        EnsembleMember(ms[0].model, ms[0].init, ms[0].data, seed=-1)
+
+
+def test_paper_scale_members_follow_theory_section_7():
+    ms = paper_members()
+    assert len(ms) == 150  # 2 p values x 15 alphas x 5 repeats
+    m = ms[0]
+    assert (m.model.width, m.data.D, m.data.n, m.data.K, m.data.K1) == (2000, 1000, 20000, 10, 6)
+    assert m.init.mode == "independent" and m.init.eps == 1e-7 and not m.model.bias
+    alphas = sorted({x.data.alpha for x in ms})
+    np.testing.assert_allclose(alphas, np.linspace(0.01, 0.3, 15))
+    # The p=1 and p=3 halves are paired: identical data, init and minibatch seeds.
+    assert [x.data for x in ms[:75]] == [x.data for x in ms[75:]]
+    assert {x.model.p for x in ms[:75]} == {1.0} and {x.model.p for x in ms[75:]} == {3.0}
+    assert len({(x.data.alpha, x.data.seed) for x in ms[:75]}) == 75
+    c = PAPER_TRAIN
+    assert (c.optimizer, c.lr, c.batch_size, c.epochs, c.loss) == ("sgd", 0.2, 100, 401,
+                                                                  "exponential")
+    # Memory model: one paper member in float32 needs ~0.1-0.3 GB, so an 80 GB GPU
+    # budget of 40 GB holds all 150 in one chunk while 2 GB forces several.
+    per = member_bytes(m, c, test=True)
+    assert 5e7 < per < 5e8
+    cpu = torch.device("cpu")
+    assert auto_chunk(ms, c, cpu, True, memory_gb=40.0) == 150
+    assert 1 <= auto_chunk(ms, c, cpu, True, memory_gb=2.0) < 150
+
+
+@pytest.mark.gpu
+def test_ensemble_on_cuda_matches_cpu():
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    cpu = train_ensemble(members(), cfg_for("sgd", n_snapshots=0))
+    gpu = train_ensemble(members(), cfg_for("sgd", n_snapshots=0, device="cuda"))
+    # Different BLAS, float64, ~15 steps: rounding-level differences only.
+    assert rel(gpu.W, cpu.W) < 1e-9
