@@ -292,6 +292,18 @@ def test_resume_gives_identical_result(data, tmp_path, optimizer):
         train(small_net(), tr, cfg.replace(lr=0.123), checkpoint=ck, resume=True)
 
 
+def test_evaluation_schedule_does_not_change_training(data):
+    tr, te = data
+    every = train(small_net(), tr, quiet(eval_every=1), test_data=te)
+    never = train(small_net(), tr, quiet(eval_every=0), test_data=te)
+    sparse = train(small_net(), tr, quiet(eval_every=3), test_data=te)
+    np.testing.assert_array_equal(never.model.W.detach().numpy(), every.model.W.detach().numpy())
+    np.testing.assert_array_equal(never.batch_loss, every.batch_loss)
+    assert list(never.epoch) == [0, 1, 2, 3, 4] and np.all(np.isnan(never.loss))
+    assert list(sparse.epoch) == [0, 3, 4]  # every 3rd epoch plus the last
+    np.testing.assert_array_equal(sparse.test_acc, every.test_acc[[0, 3, 4]])
+
+
 def test_seeded_runs_are_reproducible_and_seed_matters(data):
     tr, _ = data
     a = train(small_net(), tr, quiet(seed=5))
@@ -349,7 +361,7 @@ def test_device_auto_prefers_cuda_when_available(monkeypatch):
     ({"lr": -1.0}, "lr"), ({"batch_size": 0}, "batch_size"), ({"epochs": -1}, "epochs"),
     ({"dtype": "float16"}, "dtype"), ({"momentum": 1.0}, "momentum"),
     ({"betas": (0.9,)}, "betas"), ({"n_snapshots": -2}, "n_snapshots"),
-    ({"eval_every": 0}, "eval_every"), ({"lr": float("nan")}, "lr"),
+    ({"eval_every": -1}, "eval_every"), ({"lr": float("nan")}, "lr"),
 ])
 def test_bad_train_config_names_the_parameter(kw, name):
     with pytest.raises(ValueError, match=f"`{name}`"):

@@ -293,9 +293,13 @@ def _train_chunk(members: list[EnsembleMember], cfg: TrainConfig, device, dtype,
     step = 0
 
     def record(ep: int, batch_loss: np.ndarray, with_rank: bool) -> np.ndarray:
-        tr = _evaluate(net, X, y, idx, cfg.loss, cfg.eval_batch, with_rank)
-        te = _evaluate(net, *test_set, cfg.loss, cfg.eval_batch, False) if test else None
         nanR = np.full(R, np.nan)
+        if cfg.eval_every == 0:  # only the minibatch loss (see TrainConfig.eval_every)
+            tr = {"loss": nanR, "acc": nanR, "min_margin": nanR, "rank_H": nanR}
+            te, with_rank = None, False
+        else:
+            tr = _evaluate(net, X, y, idx, cfg.loss, cfg.eval_batch, with_rank)
+            te = _evaluate(net, *test_set, cfg.loss, cfg.eval_batch, False) if test else None
         rank_W = stable_rank_gram(gram_small_side(net.W)).cpu().numpy() if with_rank else nanR
         hist["epoch"].append(ep)
         hist["step"].append(step)
@@ -352,7 +356,7 @@ def _train_chunk(members: list[EnsembleMember], cfg: TrainConfig, device, dtype,
         bad_nan = p_nan.cpu().numpy() | np.isnan(batch_loss)
         bad_inf = (p_inf.cpu().numpy() | np.isinf(batch_loss)) & ~bad_nan
         bad = (bad_nan | bad_inf) & alive
-        due = ep % cfg.eval_every == 0 or ep == cfg.epochs or bad.any()
+        due = cfg.eval_every == 0 or ep % cfg.eval_every == 0 or ep == cfg.epochs or bad.any()
         if due:
             with_rank = cfg.rank_every > 0 and (ep % cfg.rank_every == 0 or ep == cfg.epochs)
             sat = record(ep, batch_loss, with_rank and not bad.any())
