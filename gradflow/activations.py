@@ -44,6 +44,13 @@ class Activation:
     torch_fn: Callable = None
     w_power: float = 0.0
     homogeneity: float | None = None
+    phi_dphi: Callable | None = None
+
+    def both(self, z) -> tuple:
+        """(phi(z), phi'(z)) in one pass where the activation provides a fused version."""
+        if self.phi_dphi is not None:
+            return self.phi_dphi(z)
+        return self.phi(z), self.dphi(z)
 
     def __call__(self, z):
         if isinstance(z, torch.Tensor):
@@ -57,16 +64,26 @@ class Activation:
 
 
 def _relu_pow(p: float):
+    """phi = relu^p, phi' and a fused (phi, phi') using products for integer p (pow is slow)."""
     if p == 1.0:
-        return (lambda z: np.maximum(z, 0.0)), (lambda z: (z > 0).astype(np.result_type(z, 1.0)))
+        def both(z):
+            return np.maximum(z, 0.0), (z > 0).astype(np.result_type(z, 1.0))
+    elif p == 2.0:
+        def both(z):
+            r = np.maximum(z, 0.0)
+            return r * r, 2.0 * r
+    elif p == 3.0:
+        def both(z):
+            r = np.maximum(z, 0.0)
+            r2 = r * r
+            return r2 * r, 3.0 * r2
+    else:
+        def both(z):
+            r = np.maximum(z, 0.0)
+            rp1 = r ** (p - 1.0)
+            return rp1 * r, p * rp1
 
-    def phi(z):
-        return np.maximum(z, 0.0) ** p
-
-    def dphi(z):
-        return p * np.maximum(z, 0.0) ** (p - 1.0)
-
-    return phi, dphi
+    return (lambda z: both(z)[0]), (lambda z: both(z)[1]), both
 
 
 def _torch_relu_pow(p: float):
@@ -77,20 +94,21 @@ def _torch_relu_pow(p: float):
 
 def _prelu(p: float = 1.0, **_) -> Activation:
     p = check_real("p", p, 1.0)
-    phi, dphi = _relu_pow(p)
+    phi, dphi, both = _relu_pow(p)
     return Activation("prelu", {"p": p}, phi, dphi, _torch_relu_pow(p), w_power=p - 1.0,
-                      homogeneity=1.0)
+                      homogeneity=1.0, phi_dphi=both)
 
 
 def _relu_p(p: float = 1.0, **_) -> Activation:
     p = check_real("p", p, 1.0)
-    phi, dphi = _relu_pow(p)
-    return Activation("relu_p", {"p": p}, phi, dphi, _torch_relu_pow(p), homogeneity=p)
+    phi, dphi, both = _relu_pow(p)
+    return Activation("relu_p", {"p": p}, phi, dphi, _torch_relu_pow(p), homogeneity=p,
+                      phi_dphi=both)
 
 
 def _relu(**_) -> Activation:
-    phi, dphi = _relu_pow(1.0)
-    return Activation("relu", {}, phi, dphi, torch.relu, homogeneity=1.0)
+    phi, dphi, both = _relu_pow(1.0)
+    return Activation("relu", {}, phi, dphi, torch.relu, homogeneity=1.0, phi_dphi=both)
 
 
 def _capped_relu(beta: float = 1.0, **_) -> Activation:

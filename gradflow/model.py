@@ -87,11 +87,12 @@ def _scales(W, X, q, r):
     return wscale, xscale
 
 
-def _apply_scales(M, wscale, xscale):
+def _apply_scales(M, wscale, xscale, inplace=False):
     if wscale is not None:
-        M = M * wscale
+        M = M.__imul__(wscale) if inplace else M * wscale
+        inplace = True
     if xscale is not None:
-        M = M * xscale[:, None]
+        M = M.__imul__(xscale[:, None]) if inplace else M * xscale[:, None]
     return M
 
 
@@ -133,14 +134,20 @@ def loss_and_grad(
     W, v = params.W, params.v
     Z = Xc @ W.T
     wscale, xscale = _scales(W, Xc, q, r)
-    S = _apply_scales(act.phi(Z), wscale, xscale)
+    Phi, dPhi = act.both(Z)
+    del Z
+    S = _apply_scales(Phi, wscale, xscale, inplace=True)  # Phi is fresh: scale it in place
     f = S @ v
     if cfg.bias and params.b is not None:
         f = f + params.b
     value, g = mean_loss_and_dlogits(f, np.asarray(y), loss)
     grad_v = S.T @ g
-    H = np.multiply.outer(g, v) if v.ndim == 1 else g @ v.T
-    A = _apply_scales(H * act.dphi(Z), wscale, xscale)
+    if v.ndim == 1:
+        dPhi *= g[:, None]
+        dPhi *= v
+    else:
+        dPhi *= g @ v.T
+    A = _apply_scales(dPhi, wscale, xscale, inplace=True)
     grad_W = A.T @ Xc
     if q != 0:
         coef = grad_v * v if v.ndim == 1 else np.sum(grad_v * v, axis=1)
