@@ -20,6 +20,7 @@ from pathlib import Path
 
 EXIT_USER_ERROR = 2
 DEMO_STUDIES = ("sec51", "radius_vs_k")
+DEMO_FALLBACK = ("gd_alignment",)  # the cheap example study, until the demo studies exist
 
 
 class UserError(Exception):
@@ -296,11 +297,10 @@ def cmd_demo(args, argv) -> int:
     if missing:
         print(f"note: demo studies not registered yet: {', '.join(missing)}", file=sys.stderr)
     if not chosen:
-        chosen = names
-        print("note: running the registered studies instead: " + (", ".join(chosen) or "(none)"),
-              file=sys.stderr)
-    if not chosen:
-        raise UserError("no studies are registered (add sims/<name>.py)")
+        chosen = [n for n in DEMO_FALLBACK if n in names]
+        if not chosen:
+            raise UserError("none of the demo studies is registered (add sims/<name>.py)")
+        print("note: running the example study instead: " + ", ".join(chosen), file=sys.stderr)
     base = Path(args.out) if args.out else Path("runs") / "demo"
     for name in chosen:
         run = run_study(name, "quick", out=base / name, cache_dir=args.cache_dir,

@@ -1,0 +1,193 @@
+"""CLI: every user error is one line on stderr with exit status 2; commands dispatch and cache."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gradflow.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    """Run in a temporary folder with a private cache; never touch docs/results.md."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GRADFLOW_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "bad.yaml").write_text("data: [unclosed\n  - x: :\n")
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    (tmp_path / "unknown.yaml").write_text("data:\n  Kay: 3\n")
+    (tmp_path / "empty_grid.yaml").write_text("task: gd\nbase: {steps: 1}\ngrid: {}\n")
+    (tmp_path / "badaxis.yaml").write_text("task: gd\ngrid:\n  model.p: 3.0\n")
+    (tmp_path / "notask.yaml").write_text("grid:\n  model.p: [1.0]\n")
+    (tmp_path / "badtask.yaml").write_text("task: nope\ngrid:\n  x: [1]\n")
+    (tmp_path / "badcell.yaml").write_text("task: gd\ngrid:\n  data.alpha: [0.1, -1.0]\n")
+    (tmp_path / "zipbad.yaml").write_text("task: echo\nzip:\n  x: [1.0, 2.0]\n  y: [1.0]\n")
+    (tmp_path / "ok.yaml").write_text("task: echo\ngrid:\n  x: [1.0]\n")
+    (tmp_path / "binary.yaml").write_bytes(b"\xff\xfe\x00garbage")
+    return tmp_path
+
+
+BAD_INPUTS = {
+    "no command": [],
+    "unknown subcommand": ["frobnicate"],
+    "unknown option": ["reproduce", "gd_alignment", "--frob"],
+    "unknown study": ["reproduce", "no_such_study", "--no-results-md"],
+    "bad study name": ["reproduce", "Bad-Name!", "--no-results-md"],
+    "bad preset": ["reproduce", "gd_alignment", "--preset", "fast", "--no-results-md"],
+    "negative seed": ["simulate", "--seed", "-1"],
+    "non-integer seed": ["simulate", "--seed", "abc"],
+    "bad device": ["simulate", "--device", "gpu7"],
+    "missing config file": ["simulate", "--config", "nope.yaml"],
+    "config is a folder": ["simulate", "--config", "."],
+    "unreadable YAML": ["simulate", "--config", "bad.yaml"],
+    "binary config": ["simulate", "--config", "binary.yaml"],
+    "YAML not a mapping": ["simulate", "--config", "list.yaml"],
+    "unknown key in file": ["simulate", "--config", "unknown.yaml"],
+    "unknown key in --set": ["simulate", "--set", "model.widht=3"],
+    "override without =": ["simulate", "--set", "model.width"],
+    "bad override key": ["simulate", "--set", "3x=1"],
+    "non-numeric override": ["simulate", "--set", "data.alpha=abc"],
+    "float for int": ["simulate", "--set", "model.width=2.5"],
+    "bad number (negative alpha)": ["simulate", "--set", "data.alpha=-0.1"],
+    "bad number (K1 >= K)": ["simulate", "--set", "data.K1=9"],
+    "nan override": ["simulate", "--set", "t_max=.nan"],
+    "value for a section": ["simulate", "--set", "data=3"],
+    "bad activation": ["simulate", "--set", "model.activation=swish9"],
+    "missing grid file": ["sweep", "nope.yaml"],
+    "empty grid": ["sweep", "empty_grid.yaml"],
+    "axis not a list": ["sweep", "badaxis.yaml"],
+    "grid without task": ["sweep", "notask.yaml"],
+    "unknown task": ["sweep", "badtask.yaml"],
+    "bad value in a cell": ["sweep", "badcell.yaml"],
+    "zip lengths differ": ["sweep", "zipbad.yaml"],
+    "zero workers": ["sweep", "ok.yaml", "--workers", "0"],
+    "bad scheduler address": ["sweep", "ok.yaml", "--scheduler", "localhost"],
+    "plot of a missing folder": ["plot", "no_such_dir"],
+    "radius of a non-model folder": ["radius", "."],
+}
+
+
+@pytest.mark.parametrize("argv", list(BAD_INPUTS.values()), ids=list(BAD_INPUTS))
+def test_user_errors_are_one_line_and_exit_2(env, capsys, argv):
+    code = main(argv)
+    out, err = capsys.readouterr()
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err  # one line, no traceback
+    assert lines[0].startswith("gradflow")
+    assert "Traceback" not in err and "error" in lines[0]
+
+
+def test_error_messages_name_the_problem(env, capsys):
+    cases = [
+        (["simulate", "--set", "data.alpha=abc"], r"`data\.alpha` must be a number"),
+        (["simulate", "--set", "model.widht=3"], r"unknown config key `model\.widht`"),
+        (["simulate", "--seed", "-1"], r"--seed.*>= 0"),
+        (["reproduce", "no_such_study", "--no-results-md"], r"unknown study `no_such_study`.*"
+                                                            r"gd_alignment"),
+        (["sweep", "empty_grid.yaml"], r"grid is empty"),
+        (["simulate", "--config", "bad.yaml"], r"cannot parse YAML.*line"),
+        (["simulate", "--set", "data.K1=9"], r"`K1` must be <= 3"),
+    ]
+    import re
+
+    for argv, pattern in cases:
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert re.search(pattern, err), (argv, err)
+
+
+def test_help_for_every_subcommand(capsys):
+    for cmd in ("simulate", "train", "radius", "reproduce", "sweep", "plot", "demo", "list"):
+        assert main([cmd, "--help"]) == 0
+        assert "usage: gradflow " + cmd in capsys.readouterr().out
+
+
+def test_traceback_flag_reraises(env):
+    with pytest.raises(ValueError, match="unknown config key"):
+        main(["simulate", "--set", "model.widht=3", "--traceback"])
+
+
+def test_module_entry_point_runs_without_parsing_at_import():
+    # `python -m gradflow.cli` works, and importing the module parses nothing.
+    r = subprocess.run([sys.executable, "-m", "gradflow.cli", "list"], capture_output=True,
+                       text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 0 and "gd_alignment" in r.stdout and "gd" in r.stdout
+    r = subprocess.run([sys.executable, "-c", "import sys; sys.argv=['x','--bogus'];"
+                        "import gradflow.cli"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stderr == ""
+
+
+def test_reproduce_writes_outputs_and_second_run_is_cached(env, capsys):
+    md = env / "results.md"
+    argv = ["reproduce", "gd_alignment", "--preset", "smoke", "--out", "o", "--results-md",
+            str(md), "-q"]
+    assert main(argv) == 0
+    first = capsys.readouterr().out
+    assert "computed" in first and "prediction" in first and "agrees?" in first
+    assert "figure:  o/figures/gd_alignment.png" in first
+    for f in ("summary.json", "arrays.npz", "effective_config.yaml", "figures/gd_alignment.png"):
+        assert (env / "o" / f).is_file(), f
+    assert "<!-- results:gd_alignment:smoke -->" in md.read_text()
+    assert main(argv) == 0
+    assert "cached result" in capsys.readouterr().out
+    # a changed config is a different key: recomputed, never the stale result
+    assert main(argv + ["--set", "lr=0.1"]) == 0
+    assert "computed" in capsys.readouterr().out
+
+
+def test_demo_falls_back_to_registered_studies(env, capsys, monkeypatch):
+    import gradflow.cli as cli
+
+    if set(cli.DEMO_STUDIES) <= set(__import__("gradflow.studies").studies.available_studies()):
+        pytest.skip("the demo studies exist; the fallback path is not taken")
+    monkeypatch.setattr("gradflow.studies.available_studies",
+                        lambda: ["gd_alignment", "some_other_study"])
+    assert main(["demo", "--no-results-md", "--out", "demo", "-q"]) == 0
+    cap = capsys.readouterr()
+    assert "not registered yet" in cap.err and "gd_alignment" in cap.out
+    assert "some_other_study" not in cap.out  # only the cheap example study runs
+    assert (env / "demo" / "gd_alignment" / "summary.json").is_file()
+
+
+def test_simulate_dispatch_with_a_stand_in_engine(env, capsys, monkeypatch):
+    """The simulate call site passes the configs through and saves what comes back."""
+    import numpy as np
+
+    import gradflow.dynamics as dyn
+
+    calls = {}
+
+    class FakeSolution:
+        status, message, nfev, wall_time, alignment_end_time = "success", "", 3, 0.0, None
+        t = np.array([0.0, 1.0])
+
+        def __init__(self, params):
+            self.p = params
+
+        def save(self, path):
+            Path(str(path) + ".npz").write_bytes(b"x")
+
+        def params_at(self, i):
+            return self.p
+
+    def fake_simulate(data, model, init, **kw):
+        calls.update(kw, width=model.width, n=data.n)
+        return FakeSolution(init)
+
+    monkeypatch.setattr(dyn, "simulate", fake_simulate)
+    assert main(["simulate", "--set", "model.width=7", "--set", "t_max=5", "--out", "s"]) == 0
+    assert calls["width"] == 7 and calls["t_max"] == 5.0 and calls["loss"] == "exponential"
+    assert (env / "s" / "params.npz").is_file() and (env / "s" / "effective_config.yaml").is_file()
+    assert "max_invariant_drift" in capsys.readouterr().out
+
+
+def test_missing_engine_is_one_line_exit_2(env, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "gradflow.dynamics", None)  # import now raises ImportError
+    assert main(["simulate", "--out", "s"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is not available" in err[0]
