@@ -34,13 +34,12 @@ def paper_figure(results: Mapping, *, out: str | os.PathLike | None = None, top:
     ps, K = r["ps"], int(r["K"])
     cols = column_names(K)
     with paper_style():
-        fig, axes = new_figure(width, 0.27, ncols=5,
+        fig, axes = new_figure(width, 0.3, ncols=5,
                                gridspec_kw={"width_ratios": [1.05, 1.0, 0.85, 0.85, 1.05]})
         ax_a, ax_b, ax_c, ax_d, ax_e = axes
         # (a)
         draw_sup_distance(ax_a, r["alphas"], {p: r["sup_distance"][i] for i, p in enumerate(ps)})
         ax_a.set_ylabel(r"$\sup_{\|x\|=1}|cf - F|$")
-        ax_a.legend(loc="best", fontsize=6)
         # (b): grouped bars of each p's sorted contribution shares
         n = len(ps)
         w = 0.8 / n
@@ -48,10 +47,9 @@ def paper_figure(results: Mapping, *, out: str | os.PathLike | None = None, top:
             c = r["contributions"][i]
             share = np.sort(c)[::-1][:top] / max(c.sum(), 1e-300)
             ax_b.bar(np.arange(1, share.size + 1) + (i - (n - 1) / 2) * w, share, width=w,
-                     color=p_colour(p), lw=0, label=p_label(p))
+                     color=p_colour(p), lw=0)
         ax_b.set_xlabel("neuron rank")
-        ax_b.set_ylabel(r"share of $\sum_j |v_j|\|w_j\|$")
-        ax_b.legend(loc="upper right", fontsize=6)
+        ax_b.set_ylabel(r"share of $\Sigma_j\,|v_j|\,\|w_j\|$")
         # (c, d)
         title_alpha = (rf", $\alpha$={float(r['heatmap_alpha']):g}" if "heatmap_alpha" in r
                        else "")
@@ -64,9 +62,10 @@ def paper_figure(results: Mapping, *, out: str | os.PathLike | None = None, top:
             im, _ = draw_cosine_heatmap(ax, r["cosines"][i][dom], r["signs"][i][dom], cols,
                                         contrib=r["contributions"][i][dom], colorbar=False,
                                         ylabel=f"dominant neurons ({dom.size})")
-            ax.set_xticks(range(K + 2), _sparse_labels(cols), fontsize=6)
-            ax.text(0.5, 1.02, p_label(ps[i]) + title_alpha, transform=ax.transAxes,
-                    ha="center", va="bottom", fontsize=7)
+            # Columns are too narrow for one label each: label the two blocks instead.
+            ax.set_xticks([0.5, 2 + (K - 1) / 2],
+                          [r"$\bar\mu_+\bar\mu_-$", rf"$\mu_1 \ldots \mu_{{{K}}}$"],
+                          fontsize=6)
         if im is not None:
             cb = fig.colorbar(im, ax=[ax_c, ax_d], extend="min", shrink=0.9, pad=0.01, aspect=25)
             cb.set_label("cosine", fontsize=7)
@@ -74,18 +73,13 @@ def paper_figure(results: Mapping, *, out: str | os.PathLike | None = None, top:
         # (e)
         draw_robust_accuracy(ax_e, r["radii"], {p: r["robust_accuracy"][i]
                                                 for i, p in enumerate(ps)}, K)
-        ax_e.legend(loc="upper right", fontsize=6)
-        for ax, letter in zip(axes, "abcde"):
-            panel_label(ax, letter)
+        titles = ["", "", p_label(ps[0]) + title_alpha if n > 0 else "",
+                  p_label(ps[1]) + title_alpha if n > 1 else "", ""]
+        for ax, letter, extra in zip(axes, "abcde", titles):
+            panel_label(ax, letter, extra)
+        # One shared legend below the row: the p colours and the theory lines of (e).
+        handles, labels = ax_e.get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside lower center", ncols=len(labels))
         if out is not None:
             save_figure(fig, out)
         return fig
-
-
-def _sparse_labels(cols: list[str]) -> list[str]:
-    """Tick labels for narrow heatmaps: both averages, then mu_1, mu_K and every other centre."""
-    from .dynamics import tex_column
-
-    K = len(cols) - 2
-    keep = {0, 1, 2, K + 1} | ({k + 2 for k in range(0, K, 2)} if K <= 12 else set())
-    return [tex_column(c) if m in keep else "" for m, c in enumerate(cols)]

@@ -136,6 +136,6 @@ def mark_time(ax, t: float, label: str | None = "alignment end", **kw) -> None:
     ax.axvline(t, label=label, **style)
 
 
-def panel_label(ax, letter: str) -> None:
-    """Bold '(a)'-style panel label at the top-left corner, outside the axes."""
-    ax.set_title(f"({letter})", loc="left", fontweight="bold", fontsize=8, pad=3)
+def panel_label(ax, letter: str, text: str = "") -> None:
+    """'(a)'-style panel label at the top-left corner, followed by an optional short title."""
+    ax.set_title(f"({letter}) {text}".rstrip(), loc="left", fontsize=7, pad=3)
