@@ -16,12 +16,14 @@ with R, the best R solves R = m(x) / L(R), found by bisection on [0, R_max].
 At a subclass centre of the ideal ReLU classifier F the bound is exact
 (1/sqrt(K)) because mu_+ and mu_- are orthogonal.
 
-Supported: ``TwoLayerNet`` without input normalisation, with any registered
+Supported: ``TwoLayerNet`` without input normalisation (and the ideal
+classifiers F, F_p of ``gradflow.theory``, converted exactly), with any registered
 activation (phi' bounds on intervals are exact for the monotone-derivative
 ones, global constants for SiLU/GELU).
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from ..torch_model import TwoLayerNet
@@ -31,9 +33,35 @@ from ..torch_model import TwoLayerNet
 _GLOBAL_DPHI = {"silu": (-0.09984, 1.09984), "gelu": (-0.12891, 1.12891)}
 
 
+def as_two_layer(model):
+    """``model`` as a TwoLayerNet when it is one, or an ideal classifier F / F_p
+    (F = relu(<x, mu_+>) - relu(<x, mu_->); F_p = sum_k y_k relu(<x, mu_k>)^p); else None."""
+    if isinstance(model, TwoLayerNet):
+        return None if model.cfg.normalize_input else model
+    from ..theory.classifiers import IdealClassifier
+
+    if not isinstance(model, IdealClassifier) or model.kind not in ("F", "Fp"):
+        return None
+    from ..config import ModelConfig
+
+    if model.kind == "F":
+        W = torch.as_tensor(np.stack([model.mu_plus, model.mu_minus]))
+        v = torch.tensor([1.0, -1.0], dtype=torch.float64)
+        cfg = ModelConfig(width=2, activation="relu")
+    else:
+        W = torch.as_tensor(model.centres, dtype=torch.float64)
+        v = torch.as_tensor(model.labels, dtype=torch.float64)
+        cfg = ModelConfig(width=model.K, activation="relu_p", p=float(model.p))
+    net = TwoLayerNet(cfg, model.D, dtype=torch.float64)
+    with torch.no_grad():
+        net.W.copy_(W)
+        net.v.copy_(v)
+    return net
+
+
 def supports_lipschitz_bound(model) -> bool:
     """Whether ``lipschitz_lower_bound`` can certify ``model``."""
-    return isinstance(model, TwoLayerNet) and not model.cfg.normalize_input
+    return as_two_layer(model) is not None
 
 
 def dphi_interval(act, lo: torch.Tensor, hi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -106,16 +134,17 @@ class _TwoLayerCert:
 
 
 @torch.no_grad()
-def lipschitz_lower_bound(net: TwoLayerNet, x: torch.Tensor, y: torch.Tensor,
+def lipschitz_lower_bound(net, x: torch.Tensor, y: torch.Tensor,
                           r_max: torch.Tensor | None = None, iters: int = 30) -> torch.Tensor:
     """Certified l2 radius per sample: no d with ||d|| < r changes the predicted class.
 
     Returns 0 where x is misclassified (m(x) <= 0). ``r_max`` (n,) caps the search
     (e.g. an attack's upper bound; default 10 ||x|| + 1).
     """
-    if not supports_lipschitz_bound(net):
-        raise ValueError("`model` must be a TwoLayerNet without input normalisation for the "
-                         "Lipschitz certificate")
+    net = as_two_layer(net)
+    if net is None:
+        raise ValueError("`model` must be a TwoLayerNet without input normalisation or an ideal "
+                         "classifier F / F_p for the Lipschitz certificate")
     x = x.reshape(x.shape[0], -1).to(net.W.dtype)
     n = x.shape[0]
     cert = _TwoLayerCert(net)
