@@ -1,0 +1,17 @@
+"""Gradient-flow engine: ``simulate`` integrates dtheta/dt = -grad L for two-layer networks.
+
+Public names: ``simulate``, ``Solution``, ``Stop``, ``SOLVERS`` (registry),
+``FlowSolver`` (base class with its contract), ``register_solver``, and the
+reduced alignment dynamics in ``gradflow.dynamics.reduced``.
+"""
+from __future__ import annotations
+
+from ._base import FlowSolver, StepFailure
+from .events import Stop
+from .fields import FlowProblem, NonFiniteError
+from .simulate import simulate
+from .solution import Solution
+from .solvers import SOLVERS, get_solver, register_solver
+
+__all__ = ["simulate", "Solution", "Stop", "SOLVERS", "FlowSolver", "FlowProblem",
+           "NonFiniteError", "StepFailure", "get_solver", "register_solver"]

@@ -1,0 +1,200 @@
+"""gradflow's default method: embedded Dormand-Prince 5(4) with per-neuron relative error
+control, polar variables for balanced neurons, and frozen activation patterns for ReLU.
+
+Design (details and measurements in docs/dynamics.md):
+
+* Variables. Balanced pReLU neurons are integrated as (u_j, rho_j = log ||w_j||)
+  (``PolarRep``): the growth e^(G t) of the alignment phase is then linear in
+  rho and the error is absolute in (u, rho), i.e. relative in (w, v) at every
+  scale from eps to O(100). Other networks use (W, v, b) with the error of
+  neuron j measured relative to ||(w_j, v_j)||. Either way no atol exists.
+* Error norm. err = max_j c_j ||e_j|| / rtol with e_j the embedded estimate of
+  neuron j's relative error and c_j = ||theta_j|| / max_k ||theta_k|| its
+  significance: the error of every neuron is measured relative to the size of
+  the network (its largest neuron), whatever that size is, eps or 100.
+  ``error_weight='neuron'`` sets c_j = 1 (every neuron relatively accurate).
+* ReLU (p = 1). Inside a step the activation pattern M_ij = [<w_j, x_i> > 0] is
+  held at its value at the step start, so the stages see a smooth field and the
+  embedded estimate is meaningful. After the step the pattern is recomputed;
+  for every entry that changed, the linearly interpolated crossing gives the
+  fraction tau of the step spent on the wrong side. If the field on the new
+  side carries the neuron further (a transversal crossing), the step error of
+  neuron j is tau h |jump_ij| times its significance ||theta_j|| / max ||theta||,
+  and the step is rejected and shortened when that exceeds ``switch_tol``. If
+  the new-side field points back to the surface (sliding), the crossing is
+  accepted: consecutive steps chatter in a band of width O(h |jump|) around
+  the surface and their time average is the Filippov sliding motion.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .._validate import check_choice, check_real
+from ..model import TwoLayerParams
+from ._base import FlowSolver, StepFailure, hermite
+from .fields import CartesianRep, FlowProblem, NonFiniteError, PolarRep, polar_applicable
+from .tableaus import DP5
+
+_FAC_MIN, _FAC_MAX, _SAFETY = 0.2, 5.0, 0.9
+
+
+class GradFlowSolver(FlowSolver):
+    """Adaptive DP5(4) in polar or relative Cartesian variables, with ReLU pattern control.
+
+    Options
+    -------
+    rtol: per-neuron relative tolerance per step (default 1e-6).
+    switch_tol: tolerance on the pattern-switching error of significant neurons
+        (p=1 only; default 1e-3).
+    variables: 'auto' (polar when applicable), 'polar' or 'cartesian'.
+    error_weight: 'network' (default): the error of neuron j is measured relative
+        to the largest neuron, ||e_j|| / max_k ||theta_k||; 'neuron': relative to
+        itself, ||e_j|| / ||theta_j|| (every neuron accurate, however small).
+    freeze: 'auto' (freeze patterns iff the activation is ReLU), True or False.
+    first_step: initial step (default chosen from the field's size).
+    max_step: largest allowed step (default inf).
+    """
+
+    name = "gradflow"
+    order = 5
+    supports_checkpoint = True
+    OPTIONS = {"rtol": 1e-6, "switch_tol": 1e-3, "variables": "auto", "freeze": "auto",
+               "error_weight": "neuron", "sliding": 0.0, "first_step": None, "max_step": math.inf}
+
+    @classmethod
+    def validate_options(cls, o: dict) -> dict:
+        o["rtol"] = check_real("rtol", o["rtol"], 1e-14, 1.0)
+        o["switch_tol"] = check_real("switch_tol", o["switch_tol"], 0.0, lo_open=True)
+        check_choice("variables", o["variables"], ("auto", "polar", "cartesian"))
+        o["sliding"] = check_real("sliding", o["sliding"], 0.0)
+        check_choice("error_weight", o["error_weight"], ("network", "neuron"))
+        if o["freeze"] not in ("auto", True, False):
+            raise ValueError(f"`freeze` must be one of 'auto', True, False; got {o['freeze']!r}")
+        if o["first_step"] is not None:
+            o["first_step"] = check_real("first_step", o["first_step"], 0.0, lo_open=True)
+        if o["max_step"] != math.inf:
+            o["max_step"] = check_real("max_step", o["max_step"], 0.0, lo_open=True)
+        return o
+
+    def __init__(self, problem: FlowProblem, params0: TwoLayerParams, t0: float,
+                 t_bound: float, **options):
+        super().__init__(problem, params0, t0, t_bound, **options)
+        o = self.options
+        var = o["variables"]
+        if var == "auto":
+            var = "polar" if polar_applicable(problem, params0) else "cartesian"
+        self.rep = (PolarRep if var == "polar" else CartesianRep)(problem, params0)
+        self.variables = var
+        self.freeze = problem.is_relu if o["freeze"] == "auto" else bool(o["freeze"])
+        if self.freeze and not problem.is_relu:
+            raise ValueError("`freeze`=True needs a ReLU activation (prelu with p=1, or relu)")
+        self.rtol = o["rtol"]
+        self.y = self.rep.pack(params0)
+        self.k, self.loss, self.f = self.rep.field(self.y)
+        self.nfev = 1
+        self.y_old, self.k_old = self.y, self.k
+        self.h = o["first_step"] or self._initial_step()
+        self.n_switch_rejected = 0
+
+    def _initial_step(self) -> float:
+        """h0 = 0.1 rtol^(1/5) / (largest relative rate of change of a neuron)."""
+        rate = float(np.max(self.rep.neuron_error(self.k, self.y, self.y)))
+        h = 0.1 * self.rtol ** 0.2 / max(rate, 1e-12)
+        return min(h, self.t_bound - self.t) if self.t_bound > self.t else h
+
+    def step(self) -> None:
+        tab = DP5
+        rep = self.rep
+        mask = rep.preact(self.y) > 0 if self.freeze else None
+        Z0 = None
+        while True:
+            h = min(self.h, self.options["max_step"], self.t_bound - self.t)
+            if h <= 16 * np.spacing(max(abs(self.t), 1.0)):
+                raise StepFailure(f"step size {h:.3g} underflows at t={self.t:.6g}")
+            K = [self.k]
+            for i in range(1, tab.stages):
+                yi = self.y + h * sum(tab.A[i, m] * K[m] for m in range(i) if tab.A[i, m] != 0.0)
+                ki, loss_i, f_i = rep.field(yi, mask)
+                self.nfev += 1
+                K.append(ki)
+            y_new = yi  # FSAL: the last stage is evaluated at the new solution
+            err_vec = h * sum(c * k for c, k in zip(tab.b_err, K) if c != 0.0)
+            err = self._error(err_vec, y_new)
+            if not math.isfinite(err):
+                raise NonFiniteError("nan", f"error estimate is not finite at t={self.t:.6g}")
+            if err > 1.0:
+                self.h = h * max(_FAC_MIN, _SAFETY * err ** (-1.0 / 5.0))
+                self.n_rejected += 1
+                continue
+            y_new = rep.finalize(y_new)
+            k_new, loss_new, f_new = K[-1], loss_i, f_i
+            if self.freeze:
+                Z1 = rep.preact(y_new)
+                mask1 = Z1 > 0
+                if not np.array_equal(mask1, mask):
+                    k_new, loss_new, f_new = rep.field(y_new)  # exact field, new pattern
+                    self.nfev += 1
+                    if Z0 is None:
+                        Z0 = rep.preact(self.y)
+                    sw = self._switch_error(mask, mask1, Z0, Z1, y_new, k_new, f_new, h)
+                    if sw > self.options["switch_tol"]:
+                        self.h = h * min(0.9, max(0.1, 0.9 * self.options["switch_tol"] / sw))
+                        self.n_rejected += 1
+                        self.n_switch_rejected += 1
+                        continue
+            break
+        self.y_old, self.k_old, self.t_old = self.y, self.k, self.t
+        self.y, self.k, self.loss, self.f = y_new, k_new, loss_new, f_new
+        self.t = self.t_bound if self.t + h >= self.t_bound else self.t + h
+        self.n_steps += 1
+        fac = _FAC_MAX if err == 0 else min(_FAC_MAX, max(_FAC_MIN, _SAFETY * err ** -0.2))
+        self.h = h * fac
+
+    def _error(self, e, y_new) -> float:
+        """max_j weight_j ||e_j||_rel / rtol (see ``error_weight``)."""
+        err = self.rep.neuron_error(e, self.y, y_new)
+        if self.options["error_weight"] == "network":
+            err = err * np.maximum(self.rep.significance(self.y), self.rep.significance(y_new))
+        return float(np.max(err)) / self.rtol
+
+    def _switch_error(self, mask0, mask1, Z0, Z1, y_new, k_new, f_new, h) -> float:
+        """Largest significance-weighted error tau h |jump| of transversal pattern switches."""
+        ii, jj = np.nonzero(mask0 != mask1)
+        z0, z1 = Z0[ii, jj], Z1[ii, jj]
+        dW = self.rep.split(k_new)[0]
+        dz1 = np.einsum("kd,kd->k", self.problem.X[ii], dW[jj])
+        transversal = (z1 > 0) == (dz1 > 0)
+        _, g = self.problem.dlogits(f_new)
+        jump = self.rep.jump(y_new, np.abs(g))[ii, jj]
+        tau = np.abs(z1) / np.maximum(np.abs(z0) + np.abs(z1), 1e-300)
+        # sliding: the state now lies |z1| / ||x_i|| (relative) off the surface it should follow
+        overshoot = np.abs(z1) / self.problem.xnorm[ii] * self._overshoot_scale(jj)
+        per_pair = np.where(transversal, tau * h * jump, self.options["sliding"] * overshoot)
+        per_neuron = np.bincount(jj, weights=per_pair, minlength=self.rep.h)
+        return float(np.max(per_neuron * self.rep.significance(y_new)))
+
+    def _overshoot_scale(self, jj):
+        """Converts |<w_j, x_i>| / ||x_i|| into a relative displacement of neuron j."""
+        if self.variables == "polar":
+            return 1.0
+        return 1.0 / np.maximum(self.rep.neuron_sizes(self.y)[jj], 1e-300)
+
+    def params(self) -> TwoLayerParams:
+        return self.rep.unpack(self.y)
+
+    def dense(self, ts) -> list[TwoLayerParams]:
+        """Cubic Hermite interpolation in the integration variables (O(h^4) accurate)."""
+        ys = hermite(ts, self.t_old, self.t, self.y_old, self.y, self.k_old, self.k)
+        return [self.rep.unpack(y) for y in ys]
+
+    def state_dict(self) -> dict:
+        return {**self._counters(), "y": self.y, "k": self.k, "f": self.f, "y_old": self.y_old,
+                "k_old": self.k_old, "h": self.h, "n_switch_rejected": self.n_switch_rejected}
+
+    def load_state_dict(self, s: dict) -> None:
+        self._load_counters(s)
+        self.y, self.k, self.f = s["y"].copy(), s["k"].copy(), s["f"].copy()
+        self.y_old, self.k_old = s["y_old"].copy(), s["k_old"].copy()
+        self.h, self.n_switch_rejected = float(s["h"]), int(s["n_switch_rejected"])

@@ -1,0 +1,284 @@
+"""The gradient-flow vector field in two sets of variables, with an optional frozen pattern.
+
+``FlowProblem`` holds the data and model. A *representation* maps network
+parameters to one flat state vector y and evaluates dy/dt = F(y):
+
+* ``CartesianRep``: y = (W, v, b); F = -grad L (any activation, any loss).
+* ``PolarRep``: for balanced neurons of a 1-homogeneous pReLU net (|v_j| =
+  ||w_j||, which the flow conserves), y = (u_j, rho_j) with w_j = e^rho_j u_j,
+  v_j = s_j e^rho_j. With omega_i = -dL/df_i and z_ij = <u_j, x_i>:
+
+      f_i        = sum_j s_j e^(2 rho_j) relu(z_ij)^p
+      d rho_j/dt = s_j sum_i omega_i relu(z_ij)^p
+      d u_j/dt   = s_j p P_perp(u_j) sum_i omega_i relu(z_ij)^(p-1) x_i.
+
+  (THEORY.md section 4 is the case omega_i = y_i/n.) The norm equation is
+  linear in rho, so the exponential growth of the alignment phase is exact.
+
+Both accept ``mask`` (n, h) booleans: for ReLU (p = 1) relu(z) is replaced by
+mask * z and relu'(z) by mask, i.e. the activation pattern is held fixed, which
+makes the field smooth (see docs/dynamics.md).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..config import ModelConfig
+from ..losses import check_loss, exp_cap, mean_loss_and_dlogits
+from ..model import TwoLayerParams
+
+
+class NonFiniteError(FloatingPointError):
+    """The field produced NaN (``kind='nan'``) or an exponent beyond float range (``'overflow'``)."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+@dataclass
+class FlowProblem:
+    """Data and model of one gradient flow. ``X`` is stored centred (x - c)."""
+
+    X: np.ndarray
+    y: np.ndarray
+    model: ModelConfig
+    loss: str = "exponential"
+    center: np.ndarray | None = None
+
+    def __post_init__(self):
+        check_loss(self.loss, self.model.n_outputs)
+        self.X = np.ascontiguousarray(self.X, dtype=np.float64)
+        if self.center is not None and self.model.center_input:
+            self.X = self.X - self.center
+        self.act = self.model.activation_obj()
+        self.q = self.act.w_power
+        r = self.q if self.model.normalize_input else 0.0
+        self.xscale = None if r == 0 else np.sum(self.X**2, axis=1) ** (-0.5 * r)
+        self.relu_power = (float(self.act.params.get("p", 1.0))
+                           if self.act.name in ("prelu", "relu") else None)
+        self._cap = exp_cap(np.float64)
+        self.xnorm = np.linalg.norm(self.X, axis=1)
+
+    @property
+    def n(self) -> int:
+        return self.X.shape[0]
+
+    @property
+    def is_relu(self) -> bool:
+        """True when the field is discontinuous (phi = relu, p = 1): patterns can be frozen."""
+        return self.relu_power == 1.0
+
+    def dlogits(self, f: np.ndarray) -> tuple[float, np.ndarray]:
+        """Mean loss and g = dL/df, raising NonFiniteError on NaN or exponent overflow."""
+        if not np.all(np.isfinite(f)):
+            raise NonFiniteError("nan", "network output became NaN or infinite")
+        if self.loss == "exponential":
+            zmin = float(np.min(self.y * f))
+            if -zmin > self._cap:
+                raise NonFiniteError(
+                    "overflow", f"margin {zmin:.4g} makes exp(-margin) overflow float64")
+        value, g = mean_loss_and_dlogits(f, self.y, self.loss)
+        if not np.isfinite(value):
+            raise NonFiniteError("nan", "loss became NaN or infinite")
+        return value, g
+
+
+def _power(R, e):
+    """R**e for R >= 0, with cheap products for the common integer exponents."""
+    if e == 1.0:
+        return R
+    if e == 2.0:
+        return R * R
+    if e == 3.0:
+        return R * R * R
+    return R**e
+
+
+def _scaled(M, xscale):
+    return M if xscale is None else M * xscale[:, None]
+
+
+class CartesianRep:
+    """y = (W.ravel(), v.ravel(), b); F(y) = -grad L(W, v, b) (same formula as model.loss_and_grad)."""
+
+    name = "cartesian"
+
+    def __init__(self, problem: FlowProblem, params: TwoLayerParams):
+        self.pb = problem
+        self.h, self.D = params.W.shape
+        self.vshape = params.v.shape
+        self.has_b = bool(problem.model.bias and params.b is not None)
+        self.bshape = None if not self.has_b else params.b.shape
+        self.center = params.center
+        self.nW = self.h * self.D
+        self.nv = int(np.prod(self.vshape))
+
+    def pack(self, params: TwoLayerParams) -> np.ndarray:
+        parts = [params.W.ravel(), params.v.ravel()]
+        if self.has_b:
+            parts.append(np.ravel(params.b))
+        return np.concatenate(parts).astype(np.float64)
+
+    def split(self, y):
+        W = y[: self.nW].reshape(self.h, self.D)
+        v = y[self.nW : self.nW + self.nv].reshape(self.vshape)
+        b = y[self.nW + self.nv :].reshape(self.bshape) if self.has_b else None
+        return W, v, b
+
+    def unpack(self, y) -> TwoLayerParams:
+        W, v, b = self.split(y)
+        return TwoLayerParams(W.copy(), v.copy(), None if b is None else b.copy(),
+                              None if self.center is None else self.center.copy())
+
+    def preact(self, y) -> np.ndarray:
+        return self.pb.X @ self.split(y)[0].T
+
+    def field(self, y, mask=None):
+        """Return (F(y), loss, f). With ``mask``, relu(z) -> mask*z and relu'(z) -> mask."""
+        pb = self.pb
+        W, v, b = self.split(y)
+        Z = pb.X @ W.T
+        if mask is None:
+            phi, dphi = pb.act.phi(Z), pb.act.dphi(Z)
+        else:
+            dphi = mask.astype(np.float64)
+            phi = Z * dphi
+        wscale = None if pb.q == 0 else np.sum(W * W, axis=1) ** (-0.5 * pb.q)
+        S = _scaled(phi if wscale is None else phi * wscale, pb.xscale)
+        f = S @ v
+        if b is not None:
+            f = f + b
+        value, g = pb.dlogits(f)
+        grad_v = S.T @ g
+        H = np.multiply.outer(g, v) if v.ndim == 1 else g @ v.T
+        A = H * dphi
+        A = _scaled(A if wscale is None else A * wscale, pb.xscale)
+        grad_W = A.T @ pb.X
+        if pb.q != 0:
+            coef = grad_v * v if v.ndim == 1 else np.sum(grad_v * v, axis=1)
+            grad_W -= (pb.q * coef / np.sum(W * W, axis=1))[:, None] * W
+        parts = [-grad_W.ravel(), -grad_v.ravel()]
+        if b is not None:
+            parts.append(-np.ravel(g.sum(axis=0)))
+        return np.concatenate(parts), value, f
+
+    def neuron_sizes(self, y) -> np.ndarray:
+        """||(w_j, v_j)|| per neuron, the scale of its relative error."""
+        W, v, _ = self.split(y)
+        vv = v**2 if v.ndim == 1 else np.sum(v**2, axis=1)
+        return np.sqrt(np.sum(W * W, axis=1) + vv)
+
+    def neuron_error(self, e, y0, y1) -> np.ndarray:
+        """Per-neuron relative size of a state increment e: ||e_j|| / ||theta_j||."""
+        eW, ev, _ = self.split(e)
+        ev2 = ev**2 if ev.ndim == 1 else np.sum(ev**2, axis=1)
+        num = np.sqrt(np.sum(eW * eW, axis=1) + ev2)
+        den = np.maximum(self.neuron_sizes(y0), self.neuron_sizes(y1))
+        return num / np.maximum(den, 1e-300)
+
+    def finalize(self, y):
+        return y
+
+    def jump(self, y, g_abs):
+        """|Change of dtheta_j/dt| (relative to ||theta_j||) when sample i switches neuron j: (n, h)."""
+        W, v, _ = self.split(y)
+        vabs = np.abs(v) if v.ndim == 1 else np.linalg.norm(v, axis=1)
+        rel = vabs / np.maximum(self.neuron_sizes(y), 1e-300)
+        return np.multiply.outer(g_abs * self.pb.xnorm, rel)
+
+    def significance(self, y) -> np.ndarray:
+        s = self.neuron_sizes(y)
+        return s / max(float(s.max()), 1e-300)
+
+
+class PolarRep:
+    """y = (u.ravel(), rho) for balanced neurons; see the module docstring for F."""
+
+    name = "polar"
+
+    def __init__(self, problem: FlowProblem, params: TwoLayerParams):
+        if not polar_applicable(problem, params):
+            raise ValueError("`variables`='polar' needs a balanced (|v_j| = ||w_j|| > 0), "
+                             "single-output pReLU/ReLU network without output bias")
+        self.pb = problem
+        self.h, self.D = params.W.shape
+        self.s = np.sign(params.v).astype(np.float64)
+        self.center = params.center
+        self.p = problem.relu_power
+        self.nU = self.h * self.D
+
+    def pack(self, params: TwoLayerParams) -> np.ndarray:
+        r = np.linalg.norm(params.W, axis=1)
+        return np.concatenate([(params.W / r[:, None]).ravel(), np.log(r)])
+
+    def split(self, y):
+        return y[: self.nU].reshape(self.h, self.D), y[self.nU :]
+
+    def unpack(self, y) -> TwoLayerParams:
+        U, rho = self.split(y)
+        Uh = U / np.linalg.norm(U, axis=1, keepdims=True)
+        r = np.exp(rho)
+        return TwoLayerParams(Uh * r[:, None], self.s * r, None,
+                              None if self.center is None else self.center.copy())
+
+    def preact(self, y) -> np.ndarray:
+        U, _ = self.split(y)
+        return self.pb.X @ U.T
+
+    def field(self, y, mask=None):
+        pb, p = self.pb, self.p
+        U, rho = self.split(y)
+        Uh = U / np.linalg.norm(U, axis=1, keepdims=True)
+        Z = pb.X @ Uh.T
+        if mask is None:
+            R = np.maximum(Z, 0.0)
+            Rq = (Z > 0).astype(np.float64) if p == 1.0 else _power(R, p - 1.0)
+            Rp = R if p == 1.0 else Rq * R
+        else:
+            Rq = mask.astype(np.float64)
+            Rp = Z * Rq
+        Rp = _scaled(Rp, pb.xscale)
+        f = Rp @ (self.s * np.exp(2.0 * rho))
+        value, g = pb.dlogits(f)
+        omega = -g
+        drho = self.s * (omega @ Rp)
+        wq = p * omega if pb.xscale is None else p * omega * pb.xscale
+        B = (Rq * wq[:, None]).T @ pb.X
+        B -= np.sum(B * Uh, axis=1)[:, None] * Uh
+        dU = self.s[:, None] * B
+        return np.concatenate([dU.ravel(), drho]), value, f
+
+    def neuron_error(self, e, y0, y1) -> np.ndarray:
+        """sqrt(||e_u||^2 + e_rho^2): direction error plus relative norm error (log-norm)."""
+        eU, erho = self.split(e)
+        return np.sqrt(np.sum(eU * eU, axis=1) + erho**2)
+
+    def finalize(self, y):
+        """Project u back onto the unit sphere after a step (the flow keeps ||u|| = 1)."""
+        U, rho = self.split(y)
+        U = U / np.linalg.norm(U, axis=1, keepdims=True)
+        return np.concatenate([U.ravel(), rho])
+
+    def jump(self, y, g_abs):
+        """|Change of du_j/dt| when sample i switches neuron j (p = 1): |omega_i| ||x_i||, (n, h)."""
+        sc = g_abs * self.pb.xnorm if self.pb.xscale is None else g_abs * self.pb.xnorm * self.pb.xscale
+        return np.repeat(sc[:, None], self.h, axis=1)
+
+    def significance(self, y) -> np.ndarray:
+        _, rho = self.split(y)
+        return np.exp(rho - rho.max())
+
+
+def polar_applicable(problem: FlowProblem, params: TwoLayerParams, rtol: float = 1e-10) -> bool:
+    """Whether the polar variables apply: pReLU/ReLU, one output, no bias, balanced neurons."""
+    if problem.relu_power is None or params.v.ndim != 1:
+        return False
+    if problem.model.bias:
+        return False
+    r = np.linalg.norm(params.W, axis=1)
+    if np.any(r <= 0) or not np.all(np.isfinite(r)):
+        return False
+    return bool(np.all(np.abs(np.abs(params.v) - r) <= rtol * r))
