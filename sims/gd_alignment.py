@@ -160,7 +160,7 @@ def plot(arrays: dict, summary: dict, fig_dir) -> list:
     cols = ["mubar+", "mubar-"] + [f"mu{k + 1}" for k in range(K)]
     for ax, p in zip(axes[1:], (1, 3)):
         im = ax.imshow(arrays[f"cos_p{p}"], vmin=-1, vmax=1, cmap="RdBu_r", aspect="auto")
-        ax.set(xticks=range(len(cols)), title=f"({'bc'[p == 3]}) cos, top neurons, p={p}",
+        ax.set(xticks=range(len(cols)), yticks=range(arrays[f"cos_p{p}"].shape[0]), title=f"({'bc'[p == 3]}) cos, top neurons, p={p}",
                ylabel="neuron (by contribution)")
         ax.set_xticklabels(cols, rotation=60, fontsize=7)
     fig.colorbar(im, ax=axes[1:], shrink=0.8)
