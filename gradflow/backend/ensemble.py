@@ -119,6 +119,66 @@ class BatchedTwoLayer(nn.Module):
             q = torch.tensor([a.w_power for a in acts], dtype=W.dtype, device=W.device)
             self.q = q[:, None, None]
             self.phi = None
+        # relu-power activations get the hand-derived gradient (``loss_and_grad``).
+        self.analytic = all(m.activation in ("prelu", "relu_p", "relu") for m in models)
+        if self.analytic:
+            ps = [a.params.get("p", 1.0) for a in acts]
+            self._p_all = ps[0] if len(set(ps)) == 1 else None
+
+    @torch.no_grad()
+    def loss_and_grad(self, X: torch.Tensor, y: torch.Tensor, loss: str,
+                      cap: float) -> torch.Tensor:
+        """Per-member mean losses L_r (R,); stores dL_r/dW_r etc. in ``.grad`` (relu^p only).
+
+        The exact gradient of ``gradflow.model.loss_and_grad``, batched: with
+        g = dL/df (R, B), P = relu(Z)^p, s = ||w||^-q [||x||^-q] and S = P s,
+          dL/dv = S^T g,   dL/dW = (g v^T * p relu(Z)^(p-1) s)^T X - q (v dL/dv) W / ||w||^2,
+          dL/db = sum_b g.
+        One pass without autograd: cheaper when per-step overhead dominates.
+        """
+        W, v = self.W, self.v
+        Z = torch.bmm(X, W.transpose(1, 2))
+        Rz = torch.relu(Z)
+        p = self._p_all
+        if p == 1.0:
+            P, dP = Rz, None  # relu' = 1[Z > 0], applied with a where below
+        elif p is not None:
+            Rm = Rz ** (p - 1.0)
+            P, dP = Rm * Rz, p * Rm
+        else:
+            Rm = Rz ** (self.p - 1.0)  # 0^0 = 1 for p = 1 members: masked by the where below
+            P, dP = Rm * Rz, self.p * Rm
+        q = self.q
+        scale = None
+        if isinstance(q, torch.Tensor) or q != 0:
+            wn2 = W.pow(2).sum(dim=2)
+            scale = wn2.unsqueeze(1).pow(-0.5 * q)
+            if self.normalize_input:
+                scale = scale * X.pow(2).sum(dim=2, keepdim=True).pow(-0.5 * q)
+        S = P * scale if scale is not None else P
+        f = torch.bmm(S, v.unsqueeze(2)).squeeze(2)
+        if self.b is not None:
+            f = f + self.b[:, None]
+        z = y * f
+        if loss == "exponential":
+            e = torch.exp(torch.clamp(-z, max=cap))
+            losses, dz = e.mean(dim=1), -e * (-z <= cap).to(z.dtype)
+        else:
+            losses, dz = torch.nn.functional.softplus(-z).mean(dim=1), -torch.sigmoid(-z)
+        g = y * dz / z.shape[1]
+        grad_v = torch.bmm(S.transpose(1, 2), g.unsqueeze(2)).squeeze(2)
+        A = g.unsqueeze(2) * v.unsqueeze(1)
+        A = torch.where(Z > 0, A if dP is None else A * dP, 0.0)
+        if scale is not None:
+            A = A * scale
+        grad_W = torch.bmm(A.transpose(1, 2), X)
+        if scale is not None:
+            qr = q.reshape(-1, 1) if isinstance(q, torch.Tensor) else q
+            grad_W -= (qr * grad_v * v / wn2).unsqueeze(2) * W
+        W.grad, v.grad = grad_W, grad_v
+        if self.b is not None:
+            self.b.grad = g.sum(dim=1)
+        return losses
 
     def hidden(self, X: torch.Tensor) -> torch.Tensor:
         """Hidden features (R, B, h)."""
@@ -285,6 +345,7 @@ def _train_chunk(members: list[EnsembleMember], cfg: TrainConfig, device, dtype,
     snap_steps = set(snapshot_steps(spe * cfg.epochs, cfg.n_snapshots).tolist())
     gens = [torch.Generator().manual_seed(m.seed) for m in members]
     same_data = bool(torch.equal(idx, torch.arange(X.shape[0], device=device)))
+    X_flat, y_flat, row0 = X.reshape(-1, D), y.reshape(-1), idx[:, None] * n
     cap = exp_cap(dtype)
     alive = np.ones(R, dtype=bool)
     status, message = ["success"] * R, [""] * R
@@ -339,12 +400,16 @@ def _train_chunk(members: list[EnsembleMember], cfg: TrainConfig, device, dtype,
                 take_snapshot()
             if perm is None:
                 xb, yb = (X, y) if same_data else (X[idx], y[idx])
-            else:
-                bi = perm[:, k * cfg.batch_size:(k + 1) * cfg.batch_size]
-                xb, yb = X[idx[:, None], bi], y[idx[:, None], bi]
+            else:  # rows idx_r * n + perm_r[batch] of the flattened data (one gather)
+                rows = (row0 + perm[:, k * cfg.batch_size:(k + 1) * cfg.batch_size]).reshape(-1)
+                xb = X_flat.index_select(0, rows).view(R, -1, D)
+                yb = y_flat.index_select(0, rows).view(R, -1)
             opt.zero_grad(set_to_none=True)
-            losses = torch_loss(net(xb), yb, cfg.loss, reduction="none").mean(dim=1)
-            losses.sum().backward()
+            if net.analytic:
+                losses = net.loss_and_grad(xb, yb, cfg.loss, cap)
+            else:
+                losses = torch_loss(net(xb), yb, cfg.loss, reduction="none").mean(dim=1)
+                losses.sum().backward()
             opt.step()
             running += losses.detach()
             step += 1
