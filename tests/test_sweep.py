@@ -151,3 +151,17 @@ def test_kill_9_then_resume_recomputes_nothing(tmp_path, client):
     xs_restarted = {float(line.split()[1].split("=")[1]) for line in restarted}
     assert xs_done.isdisjoint(xs_restarted)
     assert len(restarted) == n_cells - len(done)
+
+
+def test_gd_task_equals_torch_backend_full_batch_gd():
+    """The numpy 'gd' task and the torch backend's full-batch GD ('train' task) take the same
+    steps from the same initial state, so they agree to float64 rounding (1e-9 relative allows
+    a different summation order over 100 steps)."""
+    pytest.importorskip("gradflow.backend")
+    gd = get_task("gd")
+    tr = get_task("train")
+    a = gd.fn(gd.prepare({"lr": 0.5, "steps": 100}))
+    b = tr.fn(tr.prepare({"options": {"optimizer": "gd", "lr": 0.5, "epochs": 100}}))
+    for key in ("final_loss", "max_invariant_drift", "top_cos_class", "top_cos_centre"):
+        assert b[key] == pytest.approx(a[key], rel=1e-9, abs=1e-15), key
+    assert b["status"] == "success"

@@ -135,30 +135,40 @@ def _model_defaults() -> dict[str, Any]:
 @register_task("simulate", defaults=_model_defaults(),
                validate=_needs("gradflow.dynamics", "simulate"))
 def simulate_cell(cfg: dict[str, Any]) -> dict[str, Any]:
-    """Gradient flow by the ODE engine from the gd task's data/model/init; same metrics as gd."""
-    problem = build_problem(cfg)
-    # WIRING (lead): adjust to the final gradflow.dynamics.simulate signature.
+    """Gradient flow by gradflow.dynamics.simulate from the gd task's data/model/init.
+
+    ``options``: ``solver`` (default 'gradflow'), ``t_max`` (default 100) and the
+    solver's own options. Same metrics as gd, plus status, alignment_end_time, nfev.
+    """
     from gradflow.dynamics import simulate
 
-    sol = simulate(problem.params, problem.train.X, problem.train.y, problem.model,
-                   loss=cfg["loss"], **cfg["options"])
-    final = getattr(sol, "params", sol)
-    return summarise(problem, final, time=float(getattr(sol, "t", [float("nan")])[-1]))
+    problem = build_problem(cfg)
+    opts = dict(cfg["options"])
+    sol = simulate(problem.train, problem.model, problem.params, loss=cfg["loss"],
+                   solver=opts.pop("solver", "gradflow"), t_max=opts.pop("t_max", 100.0),
+                   options=opts or None, progress=False)
+    return summarise(problem, sol.params_at(-1), time=float(sol.t[-1]), status=sol.status,
+                     alignment_end_time=sol.alignment_end_time, nfev=sol.nfev)
 
 
 @register_task("train", defaults=_model_defaults(), validate=_needs("gradflow.backend", "train"))
 def train_cell(cfg: dict[str, Any]) -> dict[str, Any]:
-    """SGD/GD by the torch backend from the gd task's data/model/init; same metrics as gd."""
+    """Training by gradflow.backend.train from the gd task's data/model/init.
+
+    ``options``: TrainConfig fields (optimizer, lr, epochs, batch_size, ...; CPU,
+    no snapshots by default). Same metrics as gd, plus status and epochs.
+    """
+    from gradflow.backend import TrainConfig, make_two_layer, train
+    from gradflow.torch_model import from_torch
+
     problem = build_problem(cfg)
-    # WIRING (lead): adjust to the final gradflow.backend.train signature.
-    from gradflow.backend import train
-
-    res = train(problem.params, problem.train.X, problem.train.y, problem.model,
-                loss=cfg["loss"], **cfg["options"])
-    final = getattr(res, "params", res)
-    if not hasattr(final, "invariant"):  # a torch module: convert to numpy parameters
-        from gradflow import from_torch
-
-        final = from_torch(final)
-    return summarise(problem, final)
-
+    opts = {"device": "cpu", "progress": False, "n_snapshots": 0, "rank_every": 0,
+            "loss": cfg["loss"], **cfg["options"]}
+    opts.setdefault("eval_every", max(1, opts.get("epochs", TrainConfig().epochs)))  # final only
+    tcfg = TrainConfig.from_dict(opts)
+    net = make_two_layer(problem.model, problem.init, problem.data_cfg.D,
+                         centres=problem.train.centres, dtype=tcfg.dtype, device=tcfg.device)
+    res = train(net, problem.train, tcfg, test_data=problem.test)
+    final = from_torch(res.model)
+    final = TwoLayerParams(np.asarray(final.W, float), np.asarray(final.v, float))
+    return summarise(problem, final, status=res.status, epochs=res.epochs_done)
