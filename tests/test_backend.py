@@ -402,3 +402,14 @@ def test_evaluate_blocks_agree(data):
     # Summation in blocks vs at once: float64 rounding only.
     assert a["loss"] == pytest.approx(b["loss"], rel=1e-13)
     assert a["rank_H"] == pytest.approx(b["rank_H"], rel=1e-12) and a["acc"] == b["acc"]
+
+
+def test_snapshots_feed_the_alignment_metrics(data):
+    metrics = pytest.importorskip("gradflow.metrics")
+    tr, _ = data
+    res = train(small_net(p=3.0, eps=1e-3), tr, quiet(epochs=5, n_snapshots=10))
+    traj = metrics.Trajectory.from_any(res.snapshots, centres=tr.centres,
+                                       subclass_labels=tr.subclass_labels)
+    np.testing.assert_array_equal(traj.t, res.snapshots.t)
+    assert traj.W.shape == (len(res.snapshots.t), 8, DATA.D)
+    np.testing.assert_array_equal(traj.loss, res.snapshots.loss)

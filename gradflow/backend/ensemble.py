@@ -292,9 +292,13 @@ def train_ensemble(members: Sequence[EnsembleMember], cfg: TrainConfig, *, test:
 def _unique_data(configs: list[DataConfig], split: str, dtype, device):
     keys: dict[DataConfig, int] = {}
     index = [keys.setdefault(c, len(keys)) for c in configs]
-    datas = [make_subclass_data(c, split) for c in keys]
-    X = torch.stack([torch.as_tensor(d.X) for d in datas]).to(device=device, dtype=dtype)
-    y = torch.stack([torch.as_tensor(d.y) for d in datas]).to(device=device, dtype=dtype)
+    first = next(iter(keys))
+    X = torch.empty((len(keys), first.n, first.D), dtype=dtype, device=device)
+    y = torch.empty((len(keys), first.n), dtype=dtype, device=device)
+    for i, c in enumerate(keys):  # one dataset at a time: host memory stays O(n D)
+        d = make_subclass_data(c, split)
+        X[i] = torch.as_tensor(d.X).to(device=device, dtype=dtype)
+        y[i] = torch.as_tensor(d.y).to(device=device, dtype=dtype)
     return X, y, torch.tensor(index, device=device)
 
 
