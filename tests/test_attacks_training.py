@@ -100,3 +100,22 @@ def test_adversarial_training_enlarges_radius():
     }
     for name, r in variants.items():
         assert r.median() > 1.1 * base, name
+
+
+def test_hook_plugs_into_backend_train():
+    from gradflow.backend.train import TrainConfig, train
+
+    dat = make_subclass_data(DataConfig(K=4, K1=2, D=20, alpha=0.2, n=200))
+    torch.manual_seed(0)
+    net = TwoLayerNet(ModelConfig(width=30, activation="relu"), 20)
+    calls = []
+    hook = pgd_hook(0.3, 2, norm="l2")
+
+    def counting(x, y, model):
+        calls.append(x.shape[0])
+        return hook(x, y, model)
+
+    res = train(net, dat, TrainConfig(optimizer="adam", lr=2e-2, epochs=3, batch_size=50,
+                                      progress=False), perturb=counting)
+    assert res.status == "success"
+    assert sum(calls) == 3 * 200  # every minibatch of every epoch went through the hook
