@@ -413,3 +413,38 @@ def test_snapshots_feed_the_alignment_metrics(data):
     np.testing.assert_array_equal(traj.t, res.snapshots.t)
     assert traj.W.shape == (len(res.snapshots.t), 8, DATA.D)
     np.testing.assert_array_equal(traj.loss, res.snapshots.loss)
+
+
+def test_attack_hooks_plug_in(data, tmp_path):
+    training = pytest.importorskip("gradflow.attacks.training")
+    tr, _ = data
+    clean = train(small_net(), tr, quiet())
+    adv = train(small_net(), tr, quiet(), perturb=training.fgsm_hook(0.05, norm="l2"))
+    assert adv.success and not np.allclose(adv.batch_loss[1:], clean.batch_loss[1:])
+
+
+class _CountingHook:
+    """A hook with private state: identity, but counts calls (checkpointed via state_dict)."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, x, y, model):
+        self.calls += 1
+        return x + 1e-3 * self.calls  # depends on the state, so a lost state changes results
+
+    def state_dict(self):
+        return {"calls": self.calls}
+
+    def load_state_dict(self, st):
+        self.calls = st["calls"]
+
+
+def test_resume_restores_hook_state(data, tmp_path):
+    tr, _ = data
+    full = train(small_net(), tr, quiet(), perturb=_CountingHook())
+    ck = tmp_path / "hook.ckpt"
+    train(small_net(), tr, quiet(), perturb=_CountingHook(), checkpoint=ck,
+          callback=lambda e, row: e == 2)
+    resumed = train(small_net(), tr, quiet(), perturb=_CountingHook(), checkpoint=ck, resume=True)
+    np.testing.assert_array_equal(resumed.model.W.detach().numpy(), full.model.W.detach().numpy())

@@ -326,7 +326,10 @@ def train(model: nn.Module, data, cfg: TrainConfig, *, test_data=None,
                 integer classes for cross-entropy. ``test_data`` likewise.
     perturb:    adversarial-training hook ``perturb(x, y, model) -> x_adv`` applied to
                 every minibatch before the step (its result is detached; gradients it
-                leaves on the parameters are cleared).
+                leaves on the parameters are cleared). A hook with private random
+                state should expose ``state_dict()``/``load_state_dict()``: the
+                checkpoint stores it, so resume stays exact (hooks drawing from
+                torch's global RNG are covered already).
     checkpoint: file written atomically every ``checkpoint_every`` epochs and at
                 the end; with ``resume=True`` an existing file is loaded and
                 training continues to the identical result an uninterrupted run gives.
@@ -371,6 +374,8 @@ def train(model: nn.Module, data, cfg: TrainConfig, *, test_data=None,
         torch.set_rng_state(st["torch_rng"])
         if device.type == "cuda" and st.get("cuda_rng") is not None:
             torch.cuda.set_rng_state(st["cuda_rng"], device)
+        if st.get("perturb") is not None and hasattr(perturb, "load_state_dict"):
+            perturb.load_state_dict(st["perturb"])
         hist, snaps = st["history"], st["snapshots"]
         step, epoch, elapsed = st["step"], st["epoch"], st["elapsed"]
         status, message = st["status"], st["message"]
@@ -418,6 +423,7 @@ def train(model: nn.Module, data, cfg: TrainConfig, *, test_data=None,
             "model": model.state_dict(), "optim": opt.state_dict(), "gen": gen.get_state(),
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+            "perturb": perturb.state_dict() if hasattr(perturb, "state_dict") else None,
             "history": hist, "snapshots": snaps, "step": step, "epoch": epoch,
             "elapsed": time.perf_counter() - t0, "status": status, "message": message,
             "config": cfg.to_dict()})
