@@ -70,8 +70,9 @@ def reduced_flow(U0, potential: Potential, t_max: float, sign: float = 1.0, dt: 
                  gtol: float = 1e-10) -> tuple[np.ndarray, float]:
     """Integrate du/dt = sign P_perp(u) grad G(u) for every row of U0 up to t_max.
 
-    Classical RK4 with step ``dt`` (default 0.05 / (p max_k w_k-scale), see
-    below), each step followed by the retraction u <- u/||u||. Stops early once
+    Classical RK4 with step ``dt`` (default 0.5 / (p max|grad|) at the start),
+    each step followed by the retraction u <- u/||u||; dt is halved whenever a
+    step would move G the wrong way (beyond the local stability limit). Stops early once
     every row's Riemannian gradient is below ``gtol``. For p = 1 the field is
     discontinuous and the iterates chatter within O(dt) of sliding surfaces.
     Returns (U(t_end), t_end).
@@ -91,6 +92,7 @@ def reduced_flow(U0, potential: Potential, t_max: float, sign: float = 1.0, dt: 
         return sign * potential.riemannian_grad(V)
 
     t = 0.0
+    G = potential.value(U)
     while t < t_max:
         h = min(dt, t_max - t)
         k1 = F(U)
@@ -99,8 +101,15 @@ def reduced_flow(U0, potential: Potential, t_max: float, sign: float = 1.0, dt: 
         k2 = F(U + 0.5 * h * k1)
         k3 = F(U + 0.5 * h * k2)
         k4 = F(U + h * k3)
-        U = U + h / 6.0 * (k1 + 2 * k2 + 2 * k3 + k4)
-        U /= np.linalg.norm(U, axis=1, keepdims=True)
+        U_new = U + h / 6.0 * (k1 + 2 * k2 + 2 * k3 + k4)
+        U_new /= np.linalg.norm(U_new, axis=1, keepdims=True)
+        G_new = potential.value(U_new)
+        # An ascent (descent) flow never lowers (raises) G: a violation means dt is beyond
+        # the stability limit of the local curvature, so halve it and retry.
+        if np.any(sign * (G_new - G) < -1e-13 * np.maximum(np.abs(G), 1e-300)) and dt > 1e-12:
+            dt *= 0.5
+            continue
+        U, G = U_new, G_new
         t += h
     return U, t
 
@@ -157,9 +166,9 @@ def _classify(u, pot: Potential, tol: float) -> str:
 
 
 def _tangent_curvature(u, pot: Potential, sign: float, h: float = 1e-3) -> float:
-    """max_i sign (G(u + h t_i) + G(u - h t_i) - 2 G(u)) / h^2 over a tangent basis t_i.
+    """max over i and +- of sign (G(retract(u +- h t_i)) - G(u)) / h^2, t_i a tangent basis.
 
-    A second difference of values, so it also works at the kinks of p = 1:
+    One-sided differences of values, so it also works at the kinks of p = 1:
     negative for an isolated maximum (sign +1) or minimum (sign -1), ~0 when G
     is flat along some tangent direction. Only directions in ``pot.span`` are
     probed when it is given (G is strictly concave across the span anyway).
@@ -170,13 +179,13 @@ def _tangent_curvature(u, pot: Potential, sign: float, h: float = 1e-3) -> float
     T = q[:, np.abs(np.diag(r)) > 1e-8].T  # orthonormal tangent directions
     if T.shape[0] == 0:
         return -np.inf
-    plus = u[None] + h * T
-    minus = u[None] - h * T
-    plus /= np.linalg.norm(plus, axis=1, keepdims=True)
-    minus /= np.linalg.norm(minus, axis=1, keepdims=True)
     g0 = float(pot.value(u[None])[0])
-    d2 = (pot.value(plus) + pot.value(minus) - 2.0 * g0) / h**2
-    return float(np.max(sign * d2))
+    worst = -np.inf
+    for sgn in (1.0, -1.0):  # one-sided: p = 2 is flat towards +mu_l but not towards -mu_l
+        V = u[None] + sgn * h * T
+        V /= np.linalg.norm(V, axis=1, keepdims=True)
+        worst = max(worst, float(np.max(sign * (pot.value(V) - g0))) / h**2)
+    return worst
 
 
 def find_extremal_vectors(potential: Potential, n_starts: int = 200, sign: float = 1.0,

@@ -172,9 +172,23 @@ def simulate(
     cls = get_solver(solver)
     options = dict(options or {})
     problem = FlowProblem(X, y, model, loss, params0.center)
-    sol = cls(problem, params0, t0, stop.t_max, **options)
     if checkpoint is not None and not cls.supports_checkpoint:
         raise ValueError(f"`checkpoint` is not supported by solver {cls.name!r}")
+    meta.update({"model": model.to_dict(), "loss": loss, "n": X.shape[0], "D": X.shape[1],
+                 "width": params0.width, "t0": t0, "stop": stop.to_dict(),
+                 "gradflow_version": __version__})
+    try:
+        sol = cls(problem, params0, t0, stop.t_max, **options)
+    except NonFiniteError as e:  # the initial state itself is not finite
+        out = Solution(
+            t=np.array([t0]), W=params0.W[None], v=params0.v[None], loss=np.array([np.nan]),
+            fmax=np.array([np.nan]), status=e.kind, message=f"{e} (at the initial state)",
+            nfev=1, n_steps=0, n_rejected=0, wall_time=0.0, alignment_end_time=None,
+            method=cls.name, options=dict(options), metadata=meta,
+            b=None if params0.b is None else params0.b[None], center=params0.center, X=X, y=y)
+        if throw:
+            raise RuntimeError(f"simulate failed with status {e.kind!r}: {e}") from e
+        return out
 
     fp = fingerprint(X, y, params0.W, params0.v, model.to_dict(), loss, cls.name,
                      sorted(sol.options.items(), key=str), save_ts, t0,
@@ -268,11 +282,8 @@ def simulate(
     if not rec.t or rec.t[-1] != sol.t:
         rec.add(sol.t, sol.params(), sol.loss, float(np.max(np.abs(sol.f))))
     arr = rec.arrays()
-    meta.update({"model": model.to_dict(), "loss": loss, "n": X.shape[0], "D": X.shape[1],
-                 "width": params0.width, "t0": t0, "stop": stop.to_dict(),
-                 "variables": getattr(sol, "variables", "cartesian"),
-                 "n_switch_rejected": getattr(sol, "n_switch_rejected", 0),
-                 "gradflow_version": __version__})
+    meta.update({"variables": getattr(sol, "variables", "cartesian"),
+                 "n_switch_rejected": getattr(sol, "n_switch_rejected", 0)})
     out = Solution(
         t=arr["t"], W=arr["W"], v=arr["v"], loss=arr["loss"], fmax=arr["fmax"],
         status=status, message=message, nfev=sol.nfev, n_steps=sol.n_steps,

@@ -65,4 +65,15 @@ DP5 = _tab(
     fsal=True,
 )
 
+# Continuous extension of DP5 (4th order, Shampine 1986), y(t0 + s h) =
+# y0 + h sum_i K_i (P[i] . [s, s^2, s^3, s^4]). Read from scipy's RK45 class, which
+# publishes the same Dormand-Prince pair.
+def _dp5_dense() -> np.ndarray:
+    from scipy.integrate import RK45
+
+    return np.array(RK45.P, dtype=float)
+
+
+DP5_DENSE = _dp5_dense()
+
 TABLEAUS = {t.name: t for t in (EULER, RK4, DP5)}
