@@ -448,3 +448,11 @@ def test_resume_restores_hook_state(data, tmp_path):
           callback=lambda e, row: e == 2)
     resumed = train(small_net(), tr, quiet(), perturb=_CountingHook(), checkpoint=ck, resume=True)
     np.testing.assert_array_equal(resumed.model.W.detach().numpy(), full.model.W.detach().numpy())
+
+
+def test_loss_must_fit_the_output_count(data):
+    with pytest.raises(ValueError, match="`loss`"):
+        train(MLP(DATA.D, [4], "relu", n_outputs=1), data[0], quiet(loss="cross_entropy"))
+    with pytest.raises(ValueError, match="`loss`"):
+        train(SmallCNN(n_classes=3, channels=(2, 2), hidden=4), (np.zeros((4, 784)),
+                                                                 np.ones(4)), quiet())

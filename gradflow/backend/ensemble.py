@@ -335,6 +335,7 @@ def _train_chunk(members: list[EnsembleMember], cfg: TrainConfig, device, dtype,
     R = len(members)
     D, n = members[0].data.D, members[0].data.n
     X, y, idx = _unique_data([m.data for m in members], "train", dtype, device)
+    test = test and cfg.eval_every > 0  # no evaluations, no test data in memory
     test_set = _unique_data([m.data for m in members], "test", dtype, device) if test else None
     inits = [init_params(m.model, m.init, D) for m in members]
     W0 = torch.stack([torch.as_tensor(p.W) for p in inits]).to(device=device, dtype=dtype)

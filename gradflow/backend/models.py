@@ -141,7 +141,7 @@ class SmallCNN(nn.Module):
         side = image_size // 4
         self.fc = nn.Linear(c2 * side * side, hidden, **kw)
         self.head = nn.Linear(hidden, n_classes, **kw)
-        self.in_channels, self.image_size = in_channels, image_size
+        self.in_channels, self.image_size, self.n_classes = in_channels, image_size, n_classes
 
     def hidden(self, x: torch.Tensor) -> torch.Tensor:
         """Penultimate features a(fc(.)), shape (n, hidden)."""

@@ -346,6 +346,8 @@ def train(model: nn.Module, data, cfg: TrainConfig, *, test_data=None,
         raise ValueError("`perturb` must be callable as perturb(x, y, model) -> x_adv")
     device, dtype = resolve_device(cfg.device), resolve_dtype(cfg.dtype)
     n_out = getattr(getattr(model, "cfg", None), "n_outputs", None)
+    if n_out is None:  # MLP has n_outputs; SmallCNN has n_classes (>= 2)
+        n_out = getattr(model, "n_outputs", getattr(model, "n_classes", None))
     if n_out is not None:
         from ..losses import check_loss
         check_loss(cfg.loss, n_out)
