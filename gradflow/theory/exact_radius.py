@@ -52,8 +52,8 @@ class RadiusResult:
     kkt_residual: np.ndarray
 
 
-def exact_radius(x, classifier: IdealClassifier, y=None, *, n_random: int = 8,
-                 n_iter: int = 60, kkt_tol: float = 1e-8, seed: int = 0) -> RadiusResult:
+def exact_radius(x, classifier: IdealClassifier, y=None, *, n_random: int = 4,
+                 n_iter: int = 40, kkt_tol: float = 1e-8, seed: int = 0) -> RadiusResult:
     """Exact l2 distance from each x_i to the region where ``classifier`` changes sign.
 
     x: (n, D) or (D,) points; classifier: an ``IdealClassifier``; y: optional (n,)
@@ -123,18 +123,35 @@ def _radius_F(X, s, clf):
 class _Reduced:
     """h(b) = s g(R b) in the orthonormal coordinates b of span(centres)."""
 
-    def __init__(self, clf: IdealClassifier):
+    def __init__(self, clf: IdealClassifier, mask: np.ndarray | None = None):
         Q, Rt = np.linalg.qr(clf.centres.T)  # centres^T = Q Rt  ->  z = C x = Rt^T (Q^T x)
         self.Q, self.R, self.clf = Q, Rt.T, clf
+        self.mask = mask
+
+    def masked(self, mask: np.ndarray) -> _Reduced:
+        """The same problem with the relu terms of coordinates outside ``mask`` (N, K)
+        switched off (their z read as -1: zero value, gradient and Hessian)."""
+        other = _Reduced.__new__(_Reduced)
+        other.Q, other.R, other.clf, other.mask = self.Q, self.R, self.clf, mask
+        return other
+
+    def z(self, B):
+        Z = np.einsum("nk,jk->nj", B, self.R)
+        return Z if self.mask is None else np.where(self.mask, Z, -1.0)
 
     def h(self, B, s):
-        return s * self.clf.score_z(B @ self.R.T)
+        return s * self.clf.score_z(self.z(B))
 
     def grad(self, B, s):
-        return s[:, None] * (self.clf.grad_z(B @ self.R.T) @ self.R)
+        return s[:, None] * np.einsum("nk,kj->nj", self.clf.grad_z(self.z(B)), self.R)
+
+    def h_grad(self, B, s):
+        Z = self.z(B)
+        g = np.einsum("nk,kj->nj", self.clf.grad_z(Z), self.R)
+        return s * self.clf.score_z(Z), s[:, None] * g
 
     def hess(self, B, s):
-        H = self.clf.hess_z(B @ self.R.T)
+        H = self.clf.hess_z(self.z(B))
         return s[:, None, None] * (self.R.T @ H @ self.R)
 
 
@@ -145,18 +162,17 @@ def _start_directions(A, s, red: _Reduced, n_random, rng):
     centres_b = red.R  # rows: reduced coordinates of the centres (C = R Q^T)
     dirs = []
     opp = clf.labels[None, :] * s[:, None] < 0  # (n, K)
-    for k in range(clf.K):  # towards each centre (useful only for the opposite ones)
-        dirs.append(centres_b[k][None, :] - A)
-    # towards the mean of the m opposite centres with the largest projections
+    # opposite centres sorted by projection (largest first); padded by repeating the first
     order = np.argsort(-np.where(opp, Z, -np.inf), axis=1)
     n_opp = opp.sum(1)
     acc = np.zeros_like(A)
-    for m in range(1, clf.K):
-        idx = order[:, m - 1]
-        valid = m <= n_opp
-        acc = acc + np.where(valid[:, None], centres_b[idx], 0.0)
-        if m >= 2:
-            dirs.append(acc / m - A)
+    for m in range(1, int(n_opp.max()) + 1):
+        valid = (m <= n_opp)[:, None]
+        c_m = centres_b[order[:, m - 1]]
+        dirs.append(np.where(valid, c_m, centres_b[order[:, 0]]) - A)  # towards one centre
+        acc = acc + np.where(valid, c_m, 0.0)
+        if m >= 2:  # towards the mean of the m opposite centres with the largest <x, mu_k>
+            dirs.append(acc / np.minimum(m, n_opp)[:, None] - A)
     dirs.append(-red.grad(A, s))
     for _ in range(n_random):
         dirs.append(rng.standard_normal(A.shape))
@@ -189,12 +205,11 @@ def _ray_boundary(A, s, V, red, t_max, n_grid=40, n_bisect=50):
     return B
 
 
-def _retract(B, s, red, steps=4):
+def _retract(B, s, red, steps=2):
     """Newton steps along grad h towards h = 0."""
     for _ in range(steps):
-        g = red.grad(B, s)
+        hv, g = red.h_grad(B, s)
         gg = np.sum(g * g, axis=1)
-        hv = red.h(B, s)
         step = np.where(gg > 0, hv / np.where(gg > 0, gg, 1.0), 0.0)
         B = B - step[:, None] * g
     return B
@@ -204,22 +219,25 @@ def _descend(A, B, s, red, n_iter):
     """Projected-gradient descent of ||b - a||^2/2 along {h = 0} with backtracking."""
     eta = np.full(B.shape[0], 0.5)
     f = 0.5 * np.sum((B - A) ** 2, axis=1)
+    hB, g = red.h_grad(B, s)
     for _ in range(n_iter):
-        g = red.grad(B, s)
         gg = np.sum(g * g, axis=1)
         delta = B - A
         coef = np.where(gg > 0, np.sum(delta * g, axis=1) / np.where(gg > 0, gg, 1.0), 0.0)
         tang = delta - coef[:, None] * g
         Bn = _retract(B - eta[:, None] * tang, s, red)
         fn = 0.5 * np.sum((Bn - A) ** 2, axis=1)
-        ok = (fn <= f) & np.isfinite(fn) & (np.abs(red.h(Bn, s)) <= np.abs(red.h(B, s)) + 1e-12)
+        hn, gn = red.h_grad(Bn, s)
+        ok = (fn <= f) & np.isfinite(fn) & (np.abs(hn) <= np.abs(hB) + 1e-12)
         B = np.where(ok[:, None], Bn, B)
+        hB = np.where(ok, hn, hB)
+        g = np.where(ok[:, None], gn, g)
         f = np.where(ok, fn, f)
         eta = np.where(ok, np.minimum(eta * 1.5, 1.0), eta * 0.3)
     return B
 
 
-def _newton_kkt(A, B, s, red, steps=8):
+def _newton_kkt(A, B, s, red, steps=20):
     """Newton on [delta + lam grad h = 0, h = 0]; keeps a step only if it lowers the residual."""
     N, K = B.shape
     g = red.grad(B, s)
@@ -227,9 +245,9 @@ def _newton_kkt(A, B, s, red, steps=8):
     lam = np.where(gg > 0, -np.sum((B - A) * g, axis=1) / np.where(gg > 0, gg, 1.0), 0.0)
 
     def residual(B, lam):
-        g = red.grad(B, s)
+        hv, g = red.h_grad(B, s)
         r1 = (B - A) + lam[:, None] * g
-        return np.sqrt(np.sum(r1**2, axis=1) + red.h(B, s) ** 2)
+        return np.sqrt(np.sum(r1**2, axis=1) + hv**2)
 
     res = residual(B, lam)
     for _ in range(steps):
@@ -249,13 +267,18 @@ def _newton_kkt(A, B, s, red, steps=8):
                 step = np.linalg.solve(J, rhs[..., None])[..., 0]
             except np.linalg.LinAlgError:
                 step = (np.linalg.pinv(J) @ rhs[..., None])[..., 0]
-        Bn, lamn = B - step[:, :K], lam - step[:, K]
-        with np.errstate(all="ignore"):
-            resn = residual(Bn, lamn)
-        ok = np.isfinite(resn) & (resn < res)
-        B = np.where(ok[:, None], Bn, B)
-        lam = np.where(ok, lamn, lam)
-        res = np.where(ok, resn, res)
+        # backtracking on the KKT residual: the relu^p Hessian is singular at z = 0 for
+        # p < 2, where full Newton steps overshoot
+        moved = np.zeros(N, dtype=bool)
+        for frac in (1.0, 0.5, 0.25, 0.125, 0.0625):
+            Bn, lamn = B - frac * step[:, :K], lam - frac * step[:, K]
+            with np.errstate(all="ignore"):
+                resn = residual(Bn, lamn)
+            ok = ~moved & np.isfinite(resn) & (resn < res)
+            B = np.where(ok[:, None], Bn, B)
+            lam = np.where(ok, lamn, lam)
+            res = np.where(ok, resn, res)
+            moved |= ok
     return B, lam
 
 
@@ -297,6 +320,46 @@ def _polish_pl(A, B, s, red, tol):
     return np.where(ok[:, None], Bp, B), np.where(ok, 0.0, np.inf)
 
 
+def _fix_near_zero(A, B, s, red, res, kkt_tol):
+    """Second Newton polish for F_p candidates that failed the KKT test.
+
+    relu^p has infinite curvature at 0 for p < 2 and zero gradient below it, so
+    Newton stalls when a coordinate ends near z = 0. Two repairs, each accepted
+    only if the result passes the full KKT test: (i) lift an own-class
+    coordinate (s y_k > 0, z0_k > 0) that was pushed to z <= 0 to the separable
+    estimate z = min(z0/2, (z0/(lam p))^(1/(p-1))) of its tiny positive root and
+    rerun Newton; (ii) switch off the relu terms of the near-zero coordinates,
+    which is a KKT point of the full problem iff they end at z <= 0.
+    """
+    clf = red.clf
+    p = clf.p
+    idx = np.flatnonzero(res > kkt_tol)
+    if idx.size == 0:
+        return B, res
+    A_, B_, s_ = A[idx], B[idx], s[idx]
+    Z0, Zb = A_ @ red.R.T, B_ @ red.R.T
+    _, g = red.h_grad(B_, s_)
+    gg = np.maximum(np.sum(g * g, axis=1), 1e-300)
+    lam = np.maximum(-np.sum((B_ - A_) * g, axis=1) / gg, 1e-12)
+    own = clf.labels[None, :] * s_[:, None] > 0
+    with np.errstate(all="ignore"):
+        est = np.minimum(0.5 * Z0, (Z0 / (lam[:, None] * p)) ** (1.0 / max(p - 1.0, 1e-12)))
+    lift = own & (Z0 > 0) & (Zb <= 1e-3 * np.abs(Z0).max(axis=1, keepdims=True))
+    Zl = np.where(lift, est, Zb)
+    near = np.abs(Zb) <= 1e-2 * np.abs(Zb).max(axis=1, keepdims=True)
+    tries = [(np.linalg.solve(red.R, Zl.T).T, red), (B_, red.masked(~near))]
+    for start, prob in tries:
+        Bm, lam_m = _newton_kkt(A_, start, s_, prob)
+        hm, gm = red.h_grad(Bm, s_)
+        dm = Bm - A_
+        rm = np.linalg.norm(dm + lam_m[:, None] * gm, axis=1) / np.maximum(
+            np.linalg.norm(dm, axis=1), 1e-300)
+        good = (lam_m >= 0) & (rm <= kkt_tol) & (np.abs(hm) <= 1e-12) & (res[idx] > kkt_tol)
+        B[idx[good]] = Bm[good]
+        res[idx[good]] = rm[good]
+    return B, res
+
+
 def _radius_smooth(X, s, clf, n_random, n_iter, kkt_tol, seed):
     red = _Reduced(clf)
     n, K = X.shape[0], clf.K
@@ -328,6 +391,8 @@ def _radius_smooth(X, s, clf, n_random, n_iter, kkt_tol, seed):
         scale = np.maximum(np.linalg.norm(delta, axis=1), 1e-300)
         res_ok = np.linalg.norm(delta + lam[:, None] * g, axis=1) / scale
         res_ok = np.where(lam >= 0, res_ok, np.inf)
+        if clf.kind == "Fp":
+            B[ok], res_ok = _fix_near_zero(Af[ok], B[ok], sf[ok], red, res_ok, kkt_tol)
     resid = np.full(n * S, np.inf)
     resid[ok] = res_ok
     dist = np.full(n * S, np.inf)
