@@ -228,11 +228,11 @@ def test_interrupt_then_resume(tmp_path, monkeypatch):
     calls = {"n": 0}
     orig = PolarRep.field
 
-    def flaky(self, y, mask=None):
+    def flaky(self, y, mask=None, sliding=None):
         calls["n"] += 1
         if calls["n"] == 40:
             raise KeyboardInterrupt
-        return orig(self, y, mask)
+        return orig(self, y, mask, sliding)
 
     ck = tmp_path / "c.npz"
     monkeypatch.setattr(PolarRep, "field", flaky)
@@ -249,12 +249,12 @@ def test_nan_injection_gives_status(monkeypatch):
     orig = CartesianRep.field
     calls = {"n": 0}
 
-    def poisoned(self, y, mask=None):
+    def poisoned(self, y, mask=None, sliding=None):
         calls["n"] += 1
         if calls["n"] > 30:
             y = y.copy()
             y[0] = np.nan
-        return orig(self, y, mask)
+        return orig(self, y, mask, sliding)
 
     monkeypatch.setattr(CartesianRep, "field", poisoned)
     sol = simulate(data, mc, P, t_max=30.0, options={"variables": "cartesian"}, progress=False)

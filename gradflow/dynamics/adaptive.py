@@ -61,14 +61,15 @@ class GradFlowSolver(FlowSolver):
     order = 5
     supports_checkpoint = True
     OPTIONS = {"rtol": 1e-6, "switch_tol": 1e-3, "variables": "auto", "freeze": "auto",
-               "error_weight": "neuron", "sliding": 0.0, "first_step": None, "max_step": math.inf}
+               "error_weight": "neuron", "sliding": "filippov",
+               "first_step": None, "max_step": math.inf}
 
     @classmethod
     def validate_options(cls, o: dict) -> dict:
         o["rtol"] = check_real("rtol", o["rtol"], 1e-14, 1.0)
         o["switch_tol"] = check_real("switch_tol", o["switch_tol"], 0.0, lo_open=True)
         check_choice("variables", o["variables"], ("auto", "polar", "cartesian"))
-        o["sliding"] = check_real("sliding", o["sliding"], 0.0)
+        check_choice("sliding", o["sliding"], ("filippov", "chatter"))
         check_choice("error_weight", o["error_weight"], ("network", "neuron"))
         if o["freeze"] not in ("auto", True, False):
             raise ValueError(f"`freeze` must be one of 'auto', True, False; got {o['freeze']!r}")
@@ -92,6 +93,11 @@ class GradFlowSolver(FlowSolver):
             raise ValueError("`freeze`=True needs a ReLU activation (prelu with p=1, or relu)")
         self.rtol = o["rtol"]
         self.y = self.rep.pack(params0)
+        h, n = self.rep.h, problem.n
+        self.mask = self.rep.preact(self.y) > 0 if self.freeze else None
+        self.S = np.zeros((n, h), dtype=bool) if self.freeze else None
+        self.filippov = self.freeze and var == "polar" and o["sliding"] == "filippov"
+        self.s = getattr(self.rep, "s", None)
         self.k, self.loss, self.f = self.rep.field(self.y)
         self.nfev = 1
         self.y_old, self.k_old = self.y, self.k
@@ -108,8 +114,7 @@ class GradFlowSolver(FlowSolver):
     def step(self) -> None:
         tab = DP5
         rep = self.rep
-        mask = rep.preact(self.y) > 0 if self.freeze else None
-        Z0 = None
+        mask, S = self.mask, self.S
         while True:
             h = min(self.h, self.options["max_step"], self.t_bound - self.t)
             if h <= 16 * np.spacing(max(abs(self.t), 1.0)):
@@ -117,7 +122,7 @@ class GradFlowSolver(FlowSolver):
             K = [self.k]
             for i in range(1, tab.stages):
                 yi = self.y + h * sum(tab.A[i, m] * K[m] for m in range(i) if tab.A[i, m] != 0.0)
-                ki, loss_i, f_i = rep.field(yi, mask)
+                ki, loss_i, f_i = rep.field(yi, mask, S)
                 self.nfev += 1
                 K.append(ki)
             y_new = yi  # FSAL: the last stage is evaluated at the new solution
@@ -130,22 +135,13 @@ class GradFlowSolver(FlowSolver):
                 self.n_rejected += 1
                 continue
             y_new = rep.finalize(y_new)
-            k_new, loss_new, f_new = K[-1], loss_i, f_i
+            new = (K[-1], loss_i, f_i, getattr(rep, "last_lambda", None))
             if self.freeze:
-                Z1 = rep.preact(y_new)
-                mask1 = Z1 > 0
-                if not np.array_equal(mask1, mask):
-                    k_new, loss_new, f_new = rep.field(y_new)  # exact field, new pattern
-                    self.nfev += 1
-                    if Z0 is None:
-                        Z0 = rep.preact(self.y)
-                    sw = self._switch_error(mask, mask1, Z0, Z1, y_new, k_new, f_new, h)
-                    if sw > self.options["switch_tol"]:
-                        self.h = h * min(0.9, max(0.1, 0.9 * self.options["switch_tol"] / sw))
-                        self.n_rejected += 1
-                        self.n_switch_rejected += 1
-                        continue
+                new = self._update_pattern(y_new, new, h)
+                if new is None:  # a significant neuron crossed too far: shorter step
+                    continue
             break
+        k_new, loss_new, f_new, y_new = new[0], new[1], new[2], new[4] if len(new) > 4 else y_new
         self.y_old, self.k_old, self.t_old = self.y, self.k, self.t
         self.y, self.k, self.loss, self.f = y_new, k_new, loss_new, f_new
         self._K = np.array(K)
@@ -154,34 +150,85 @@ class GradFlowSolver(FlowSolver):
         fac = _FAC_MAX if err == 0 else min(_FAC_MAX, max(_FAC_MIN, _SAFETY * err ** -0.2))
         self.h = h * fac
 
+    def _update_pattern(self, y_new, new, h):
+        """Pattern bookkeeping after an accepted RK step (p = 1); None means reject.
+
+        Entries whose sign changed are classified: transversal (the new side's field
+        carries on) -> error tau h |jump| x significance, checked against switch_tol;
+        sliding (it points back, only possible when s_j y_i < 0) -> the pair joins the
+        sliding set (polar variables) and the neuron is projected onto the surface.
+        Sliding pairs whose multiplier lambda left (0, 1) are released to that side.
+        """
+        rep, pb = self.rep, self.problem
+        mask, S = self.mask, self.S
+        Z1 = rep.preact(y_new)
+        changed = ((Z1 > 0) != mask) & ~S
+        mask1, S1 = mask.copy(), S.copy()
+        k_new, loss_new, f_new, lam = new
+        if changed.any():
+            mask1[changed] = Z1[changed] > 0
+            k_new, loss_new, f_new = rep.field(y_new, mask1, S1)
+            self.nfev += 1
+            ii, jj = np.nonzero(changed)
+            z1 = Z1[ii, jj]
+            z0 = (pb.X[ii] * rep.split(self.y)[0][jj]).sum(axis=1)
+            dz1 = np.einsum("kd,kd->k", pb.X[ii], rep.split(k_new)[0][jj])
+            # a pair whose pattern disagreed with its sign already at the step start (left a
+            # sliding surface) did not cross during this step: resynchronise it, no error
+            crossed = (z0 > 0) != (z1 > 0)
+            transversal = ((z1 > 0) == (dz1 > 0)) & crossed
+            _, g = pb.dlogits(f_new)
+            jump = rep.jump(y_new, np.abs(g))[ii, jj]
+            tau = np.abs(z1) / np.maximum(np.abs(z0) + np.abs(z1), 1e-300)
+            slide = (crossed & ~transversal & (self.s[jj] * pb.y[ii] < 0) if self.filippov
+                     else np.zeros(len(ii), dtype=bool))
+            # error of neuron j: time on the wrong side x jump (transversal), or the distance
+            # it is moved back onto the surface (a new sliding pair)
+            per_pair = np.where(transversal, tau * h * jump,
+                                np.where(slide, np.abs(z1) / pb.xnorm[ii], 0.0))
+            per_neuron = np.bincount(jj, weights=per_pair, minlength=rep.h)
+            sw = float(np.max(per_neuron * rep.significance(y_new)))
+            if sw > self.options["switch_tol"]:
+                self.h = h * min(0.9, max(0.1, 0.9 * self.options["switch_tol"] / sw))
+                self.n_rejected += 1
+                self.n_switch_rejected += 1
+                return None
+            # Transversal pairs spent tau h on the wrong side with the old pattern: add the
+            # missing jump (first-order correction, leaves an O((tau h)^2) error).
+            corr = transversal & (tau > 0)
+            if np.any(corr):
+                flip = np.where(mask1[ii, jj], 1.0, -1.0)[corr]
+                y_new = rep.add_jump(y_new, ii[corr], jj[corr], (tau * h)[corr] * flip, g)
+            if np.any(slide):
+                S1[ii[slide], jj[slide]] = True
+            if S1.any():
+                y_new = rep.project_sliding(y_new, S1)
+            if np.any(corr) or S1.any():
+                # the corrections move other pairs too: take the pattern of the corrected state
+                free = ~S1
+                mask1[free] = (rep.preact(y_new) > 0)[free]
+                k_new, loss_new, f_new = rep.field(y_new, mask1, S1)
+                self.nfev += 1
+            lam = getattr(rep, "last_lambda", None)
+        if S1.any() and not changed.any():
+            # keep sliding neurons exactly on their surfaces (removes the O(rtol) drift)
+            y_new = rep.project_sliding(y_new, S1)
+        if S1.any() and lam is not None:
+            out_lo, out_hi = S1 & (lam <= 0.0), S1 & (lam >= 1.0)
+            if out_lo.any() or out_hi.any():
+                S1 &= ~(out_lo | out_hi)
+                mask1[out_lo], mask1[out_hi] = False, True
+                k_new, loss_new, f_new = rep.field(y_new, mask1, S1)
+                self.nfev += 1
+        self.mask, self.S = mask1, S1
+        return (k_new, loss_new, f_new, None, y_new)
+
     def _error(self, e, y_new) -> float:
         """max_j weight_j ||e_j||_rel / rtol (see ``error_weight``)."""
         err = self.rep.neuron_error(e, self.y, y_new)
         if self.options["error_weight"] == "network":
             err = err * np.maximum(self.rep.significance(self.y), self.rep.significance(y_new))
         return float(np.max(err)) / self.rtol
-
-    def _switch_error(self, mask0, mask1, Z0, Z1, y_new, k_new, f_new, h) -> float:
-        """Largest significance-weighted error tau h |jump| of transversal pattern switches."""
-        ii, jj = np.nonzero(mask0 != mask1)
-        z0, z1 = Z0[ii, jj], Z1[ii, jj]
-        dW = self.rep.split(k_new)[0]
-        dz1 = np.einsum("kd,kd->k", self.problem.X[ii], dW[jj])
-        transversal = (z1 > 0) == (dz1 > 0)
-        _, g = self.problem.dlogits(f_new)
-        jump = self.rep.jump(y_new, np.abs(g))[ii, jj]
-        tau = np.abs(z1) / np.maximum(np.abs(z0) + np.abs(z1), 1e-300)
-        # sliding: the state now lies |z1| / ||x_i|| (relative) off the surface it should follow
-        overshoot = np.abs(z1) / self.problem.xnorm[ii] * self._overshoot_scale(jj)
-        per_pair = np.where(transversal, tau * h * jump, self.options["sliding"] * overshoot)
-        per_neuron = np.bincount(jj, weights=per_pair, minlength=self.rep.h)
-        return float(np.max(per_neuron * self.rep.significance(y_new)))
-
-    def _overshoot_scale(self, jj):
-        """Converts |<w_j, x_i>| / ||x_i|| into a relative displacement of neuron j."""
-        if self.variables == "polar":
-            return 1.0
-        return 1.0 / np.maximum(self.rep.neuron_sizes(self.y)[jj], 1e-300)
 
     def params(self) -> TwoLayerParams:
         return self.rep.unpack(self.y)
@@ -202,6 +249,8 @@ class GradFlowSolver(FlowSolver):
     def state_dict(self) -> dict:
         return {**self._counters(), "y": self.y, "k": self.k, "f": self.f, "y_old": self.y_old,
                 "k_old": self.k_old, "h": self.h, "n_switch_rejected": self.n_switch_rejected,
+                "mask": self.mask if self.freeze else np.zeros(0),
+                "S": self.S if self.freeze else np.zeros(0),
                 "K": self._K if getattr(self, "_K", None) is not None else np.zeros(0)}
 
     def load_state_dict(self, s: dict) -> None:
@@ -210,3 +259,5 @@ class GradFlowSolver(FlowSolver):
         self.y_old, self.k_old = s["y_old"].copy(), s["k_old"].copy()
         self.h, self.n_switch_rejected = float(s["h"]), int(s["n_switch_rejected"])
         self._K = s["K"].copy() if s["K"].size else None
+        if self.freeze:
+            self.mask, self.S = s["mask"].astype(bool), s["S"].astype(bool)

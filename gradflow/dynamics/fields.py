@@ -136,8 +136,11 @@ class CartesianRep:
     def preact(self, y) -> np.ndarray:
         return self.pb.X @ self.split(y)[0].T
 
-    def field(self, y, mask=None):
-        """Return (F(y), loss, f). With ``mask``, relu(z) -> mask*z and relu'(z) -> mask."""
+    def field(self, y, mask=None, sliding=None):
+        """Return (F(y), loss, f). With ``mask``, relu(z) -> mask*z and relu'(z) -> mask.
+
+        ``sliding`` is not supported here (the Cartesian path lets patterns chatter).
+        """
         pb = self.pb
         W, v, b = self.split(y)
         Z = pb.X @ W.T
@@ -164,6 +167,16 @@ class CartesianRep:
         if b is not None:
             parts.append(-np.ravel(g.sum(axis=0)))
         return np.concatenate(parts), value, f
+
+    def add_jump(self, y, ii, jj, dt, g):
+        """w_j += dt_k (-v_j g_i x_i) for pairs (i_k, j_k): a pattern switch's effect on W."""
+        W, v, b = self.split(y)
+        W = W.copy()
+        vj = v[jj] if v.ndim == 1 else np.sum(v[jj] * g[ii], axis=1)
+        gi = g[ii] if v.ndim == 1 else 1.0
+        np.add.at(W, jj, (-(vj * gi * dt))[:, None] * self.pb.X[ii])
+        parts = [W.ravel(), v.ravel()] + ([np.ravel(b)] if b is not None else [])
+        return np.concatenate(parts)
 
     def neuron_sizes(self, y) -> np.ndarray:
         """||(w_j, v_j)|| per neuron, the scale of its relative error."""
@@ -228,7 +241,13 @@ class PolarRep:
         U, _ = self.split(y)
         return self.pb.X @ U.T
 
-    def field(self, y, mask=None):
+    def field(self, y, mask=None, sliding=None):
+        """F(y); ``sliding`` (n, h) marks pairs held on <u_j, x_i> = 0 (Filippov, p = 1).
+
+        For a sliding pair the contribution of sample i to neuron j is lambda_ij omega_i x_i
+        with lambda chosen so that d<u_j, x_i>/dt = 0 for every sliding i of neuron j
+        (a linear solve per neuron); lambda is left in ``self.last_lambda``.
+        """
         pb, p = self.pb, self.p
         U, rho = self.split(y)
         Uh = U / np.linalg.norm(U, axis=1, keepdims=True)
@@ -238,7 +257,7 @@ class PolarRep:
             Rq = (Z > 0).astype(np.float64) if p == 1.0 else _power(R, p - 1.0)
             Rp = R if p == 1.0 else Rq * R
         else:
-            Rq = mask.astype(np.float64)
+            Rq = (mask if sliding is None else mask & ~sliding).astype(np.float64)
             Rp = Z * Rq
         Rp = _scaled(Rp, pb.xscale)
         f = Rp @ (self.s * np.exp(2.0 * rho))
@@ -247,9 +266,46 @@ class PolarRep:
         drho = self.s * (omega @ Rp)
         wq = p * omega if pb.xscale is None else p * omega * pb.xscale
         B = (Rq * wq[:, None]).T @ pb.X
+        self.last_lambda = None
+        if sliding is not None and sliding.any():
+            self.last_lambda = self._filippov(B, Uh, sliding, wq)
         B -= np.sum(B * Uh, axis=1)[:, None] * Uh
         dU = self.s[:, None] * B
         return np.concatenate([dU.ravel(), drho]), value, f
+
+    def add_jump(self, y, ii, jj, dt, g):
+        """u_j += dt_k s_j P(u_j) omega_i x_i for pairs (i_k, j_k): a pattern switch's effect."""
+        U, rho = self.split(y)
+        U = U.copy()
+        D = (-(g[ii] * dt * self.s[jj]))[:, None] * self.pb.X[ii]
+        D -= np.sum(D * U[jj], axis=1)[:, None] * U[jj]
+        np.add.at(U, jj, D)
+        U /= np.linalg.norm(U, axis=1, keepdims=True)
+        return np.concatenate([U.ravel(), rho])
+
+    def _filippov(self, B, Uh, sliding, wq) -> np.ndarray:
+        """Add the sliding contributions to B in place; return lambda as an (n, h) array."""
+        lam = np.zeros(sliding.shape)
+        X = self.pb.X
+        for j in np.nonzero(sliding.any(axis=0))[0]:
+            idx = np.nonzero(sliding[:, j])[0]
+            Xs = X[idx]
+            Pxs = Xs - np.outer(Xs @ Uh[j], Uh[j])
+            mu = np.linalg.lstsq(Pxs @ Pxs.T, -(Pxs @ B[j]), rcond=1e-12)[0]
+            B[j] += mu @ Xs
+            lam[idx, j] = mu / wq[idx]
+        return lam
+
+    def project_sliding(self, y, sliding):
+        """Put every neuron back onto its sliding surfaces <u_j, x_i> = 0, then renormalise."""
+        U, rho = self.split(y)
+        U = U.copy()
+        for j in np.nonzero(sliding.any(axis=0))[0]:
+            Xs = self.pb.X[sliding[:, j]]
+            coef = np.linalg.lstsq(Xs @ Xs.T, Xs @ U[j], rcond=1e-12)[0]
+            U[j] -= coef @ Xs
+        U /= np.linalg.norm(U, axis=1, keepdims=True)
+        return np.concatenate([U.ravel(), rho])
 
     def neuron_error(self, e, y0, y1) -> np.ndarray:
         """sqrt(||e_u||^2 + e_rho^2): direction error plus relative norm error (log-norm)."""
