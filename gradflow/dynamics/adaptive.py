@@ -8,22 +8,31 @@ Design (details and measurements in docs/dynamics.md):
   rho and the error is absolute in (u, rho), i.e. relative in (w, v) at every
   scale from eps to O(100). Other networks use (W, v, b) with the error of
   neuron j measured relative to ||(w_j, v_j)||. Either way no atol exists.
-* Error norm. err = max_j c_j ||e_j|| / rtol with e_j the embedded estimate of
-  neuron j's relative error and c_j = ||theta_j|| / max_k ||theta_k|| its
-  significance: the error of every neuron is measured relative to the size of
-  the network (its largest neuron), whatever that size is, eps or 100.
-  ``error_weight='neuron'`` sets c_j = 1 (every neuron relatively accurate).
+* Error norm. err = max_j ||e_j|| / rtol with e_j the embedded estimate of
+  neuron j's relative error, so every neuron, however small, is accurate to
+  rtol per step. ``error_weight='network'`` multiplies by the significance
+  ||theta_j|| / max_k ||theta_k|| instead (cheaper, but measured 400x less
+  accurate at p=3: neurons that are small during the alignment phase grow
+  large later and keep their error).
 * ReLU (p = 1). Inside a step the activation pattern M_ij = [<w_j, x_i> > 0] is
-  held at its value at the step start, so the stages see a smooth field and the
-  embedded estimate is meaningful. After the step the pattern is recomputed;
-  for every entry that changed, the linearly interpolated crossing gives the
-  fraction tau of the step spent on the wrong side. If the field on the new
-  side carries the neuron further (a transversal crossing), the step error of
-  neuron j is tau h |jump_ij| times its significance ||theta_j|| / max ||theta||,
-  and the step is rejected and shortened when that exceeds ``switch_tol``. If
-  the new-side field points back to the surface (sliding), the crossing is
-  accepted: consecutive steps chatter in a band of width O(h |jump|) around
-  the surface and their time average is the Filippov sliding motion.
+  held at its value at the step start (sliding pairs excluded), so the stages
+  see a smooth field and the embedded estimate is meaningful. After the step
+  the pattern is recomputed; for every entry (i, j) that changed, linear
+  interpolation of z_ij gives the fraction tau of the step spent past the
+  switching surface, and the exact field at the new point says which kind:
+  - transversal (the new side's field carries on): neuron j is corrected by
+    the missing jump tau h s_j P(u_j) omega_i x_i (first-order correction, the
+    remaining error is O((tau h)^2)); the uncorrected size tau h |jump| times
+    the neuron's significance ||theta_j|| / max ||theta|| must stay below
+    ``switch_tol``, else the step is rejected and shortened;
+  - sliding (the new side's field points back; needs s_j y_i < 0): the pair
+    joins neuron j's sliding set S_j, the neuron is projected onto
+    <u_j, x_i> = 0, and from then on sample i enters with the Filippov
+    multiplier lambda_ij in (0, 1) that keeps d<u_j, x_i>/dt = 0 (one small
+    least-squares solve per sliding neuron and evaluation). A pair leaves S_j
+    to the inactive (lambda <= 0) or active (lambda >= 1) side.
+  Sliding sets need the polar variables; the Cartesian path lets sliding
+  pairs chatter (``sliding='chatter'``).
 """
 from __future__ import annotations
 
@@ -48,6 +57,7 @@ class GradFlowSolver(FlowSolver):
     rtol: per-neuron relative tolerance per step (default 1e-6).
     switch_tol: tolerance on the pattern-switching error of significant neurons
         (p=1 only; default 1e-3).
+    sliding: 'filippov' (default; polar variables) or 'chatter' (p=1 only).
     variables: 'auto' (polar when applicable), 'polar' or 'cartesian'.
     error_weight: 'network' (default): the error of neuron j is measured relative
         to the largest neuron, ||e_j|| / max_k ||theta_k||; 'neuron': relative to
