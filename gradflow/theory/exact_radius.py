@@ -360,6 +360,69 @@ def _fix_near_zero(A, B, s, red, res, kkt_tol):
     return B, res
 
 
+def _active_set_pl(A, B, s, red, max_iter=None):
+    """F_1: primal active-set walk along the piecewise-linear boundary from B.
+
+    Each coordinate is active (z > 0), inactive (z < 0) or held at z = 0. On the
+    current affine piece {<c, b> = 0, z_held = 0} the projection P of a is
+    computed; a held coordinate whose subgradient weight theta leaves [0, 1] is
+    released to the side it asks for; otherwise B moves towards P until the
+    first coordinate reaches z = 0 (then held) or reaches P, which is then a KKT
+    point (residual 0). Distances never increase along the walk.
+    """
+    clf = red.clf
+    N, K = B.shape
+    max_iter = 4 * K if max_iter is None else max_iter
+    Z = B @ red.R.T
+    scale = np.abs(Z).max(axis=1, keepdims=True)
+    state = np.where(Z > 1e-9 * scale, 1, np.where(Z < -1e-9 * scale, -1, 0))
+    done = np.zeros(N, dtype=bool)
+    res = np.full(N, np.inf)
+    rows = np.arange(N)
+    for _ in range(max_iter):
+        live = ~done
+        if not live.any():
+            break
+        held = state == 0
+        M = np.zeros((N, K + 1, K))
+        M[:, 0] = s[:, None] * ((clf.labels * (state == 1)) @ red.R)
+        M[:, 1:] = held[:, :, None] * red.R[None]
+        G = M @ np.swapaxes(M, 1, 2)
+        unused = np.concatenate([np.zeros((N, 1), bool), ~held], axis=1)
+        G = G + unused[:, :, None] * np.eye(K + 1)
+        with np.errstate(all="ignore"):
+            try:
+                mult = np.linalg.solve(G, (M @ A[..., None]))[..., 0]
+            except np.linalg.LinAlgError:
+                mult = (np.linalg.pinv(G) @ (M @ A[..., None]))[..., 0]
+            P = A - (np.swapaxes(M, 1, 2) @ mult[..., None])[..., 0]
+            lam = mult[:, 0]
+            theta = s[:, None] * clf.labels * mult[:, 1:] / lam[:, None]
+        bad = live & (~(lam > 0) | ~np.all(np.isfinite(P), axis=1))
+        done |= bad
+        live &= ~bad
+        viol = np.where(held, np.maximum(-theta, theta - 1.0), -np.inf)
+        worst = np.argmax(viol, axis=1)
+        release = live & (viol[rows, worst] > 1e-10)
+        state[rows[release], worst[release]] = np.where(theta[rows[release], worst[release]] < 0,
+                                                         -1, 1)
+        move = live & ~release
+        Zb, Zp = B @ red.R.T, P @ red.R.T
+        with np.errstate(all="ignore"):
+            cross = ((state == 1) & (Zp < 0)) | ((state == -1) & (Zp > 0))
+            alpha_k = np.where(cross, Zb / (Zb - Zp), np.inf)
+        alpha_k = np.clip(alpha_k, 0.0, np.inf)
+        k_block = np.argmin(alpha_k, axis=1)
+        alpha = np.minimum(alpha_k[rows, k_block], 1.0)
+        B = np.where(move[:, None], B + alpha[:, None] * (P - B), B)
+        blocked = move & (alpha < 1.0)
+        state[rows[blocked], k_block[blocked]] = 0
+        finished = move & (alpha >= 1.0)
+        res[finished] = 0.0
+        done |= finished
+    return B, res
+
+
 def _radius_smooth(X, s, clf, n_random, n_iter, kkt_tol, seed):
     red = _Reduced(clf)
     n, K = X.shape[0], clf.K
@@ -378,8 +441,9 @@ def _radius_smooth(X, s, clf, n_random, n_iter, kkt_tol, seed):
         Bd, Bbest = B[ok], B[ok].copy()
         res_ok = np.full(Bd.shape[0], np.inf)
         dbest = np.full(Bd.shape[0], np.inf)
-        for tol in (1e-2, 1e-3, 1e-4, 1e-6, 1e-9):
-            Bp, rp = _polish_pl(Af[ok], Bd, sf[ok], red, tol)
+        walks = [_active_set_pl(Af[ok], Bd, sf[ok], red)]
+        walks += [_polish_pl(Af[ok], Bd, sf[ok], red, tol) for tol in (1e-2, 1e-4, 1e-6)]
+        for Bp, rp in walks:
             dp = np.where(rp == 0, np.linalg.norm(Bp - Af[ok], axis=1), np.inf)
             better = dp < dbest
             Bbest[better], dbest[better], res_ok[better] = Bp[better], dp[better], 0.0
