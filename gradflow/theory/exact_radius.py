@@ -378,48 +378,49 @@ def _active_set_pl(A, B, s, red, max_iter=None):
     state = np.where(Z > 1e-9 * scale, 1, np.where(Z < -1e-9 * scale, -1, 0))
     done = np.zeros(N, dtype=bool)
     res = np.full(N, np.inf)
-    rows = np.arange(N)
     for _ in range(max_iter):
-        live = ~done
-        if not live.any():
+        idx = np.flatnonzero(~done)
+        if idx.size == 0:
             break
-        held = state == 0
-        M = np.zeros((N, K + 1, K))
-        M[:, 0] = s[:, None] * ((clf.labels * (state == 1)) @ red.R)
+        Ai, Bi, si, st = A[idx], B[idx], s[idx], state[idx]
+        n_i = idx.size
+        r_i = np.arange(n_i)
+        held = st == 0
+        M = np.zeros((n_i, K + 1, K))
+        M[:, 0] = si[:, None] * ((clf.labels * (st == 1)) @ red.R)
         M[:, 1:] = held[:, :, None] * red.R[None]
         G = M @ np.swapaxes(M, 1, 2)
-        unused = np.concatenate([np.zeros((N, 1), bool), ~held], axis=1)
+        # unused rows (coordinates not held; an empty active set) get an identity block
+        unused = np.concatenate([(np.sum(M[:, 0] ** 2, axis=1) == 0)[:, None], ~held], axis=1)
         G = G + unused[:, :, None] * np.eye(K + 1)
+        rhs = M @ Ai[..., None]
         with np.errstate(all="ignore"):
             try:
-                mult = np.linalg.solve(G, (M @ A[..., None]))[..., 0]
+                mult = np.linalg.solve(G, rhs)[..., 0]
             except np.linalg.LinAlgError:
-                mult = (np.linalg.pinv(G) @ (M @ A[..., None]))[..., 0]
-            P = A - (np.swapaxes(M, 1, 2) @ mult[..., None])[..., 0]
+                mult = (np.linalg.pinv(G) @ rhs)[..., 0]
+            P = Ai - (np.swapaxes(M, 1, 2) @ mult[..., None])[..., 0]
             lam = mult[:, 0]
-            theta = s[:, None] * clf.labels * mult[:, 1:] / lam[:, None]
-        bad = live & (~(lam > 0) | ~np.all(np.isfinite(P), axis=1))
-        done |= bad
-        live &= ~bad
+            theta = si[:, None] * clf.labels * mult[:, 1:] / lam[:, None]
+        bad = ~(lam > 0) | ~np.all(np.isfinite(P), axis=1)
         viol = np.where(held, np.maximum(-theta, theta - 1.0), -np.inf)
         worst = np.argmax(viol, axis=1)
-        release = live & (viol[rows, worst] > 1e-10)
-        state[rows[release], worst[release]] = np.where(theta[rows[release], worst[release]] < 0,
-                                                         -1, 1)
-        move = live & ~release
-        Zb, Zp = B @ red.R.T, P @ red.R.T
+        release = ~bad & (viol[r_i, worst] > 1e-10)
+        st[r_i[release], worst[release]] = np.where(theta[r_i[release], worst[release]] < 0, -1, 1)
+        move = ~bad & ~release
+        Zb, Zp = Bi @ red.R.T, P @ red.R.T
         with np.errstate(all="ignore"):
-            cross = ((state == 1) & (Zp < 0)) | ((state == -1) & (Zp > 0))
-            alpha_k = np.where(cross, Zb / (Zb - Zp), np.inf)
-        alpha_k = np.clip(alpha_k, 0.0, np.inf)
+            cross = ((st == 1) & (Zp < 0)) | ((st == -1) & (Zp > 0))
+            alpha_k = np.clip(np.where(cross, Zb / (Zb - Zp), np.inf), 0.0, np.inf)
         k_block = np.argmin(alpha_k, axis=1)
-        alpha = np.minimum(alpha_k[rows, k_block], 1.0)
-        B = np.where(move[:, None], B + alpha[:, None] * (P - B), B)
+        alpha = np.minimum(alpha_k[r_i, k_block], 1.0)
+        Bi = np.where(move[:, None], Bi + alpha[:, None] * (P - Bi), Bi)
         blocked = move & (alpha < 1.0)
-        state[rows[blocked], k_block[blocked]] = 0
+        st[r_i[blocked], k_block[blocked]] = 0
         finished = move & (alpha >= 1.0)
-        res[finished] = 0.0
-        done |= finished
+        B[idx], state[idx] = Bi, st
+        res[idx[finished]] = 0.0
+        done[idx[finished | bad]] = True
     return B, res
 
 
