@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _theory_helpers import enumerate_radius_F1, slsqp_radius
+from test_theory_helpers import enumerate_radius_F1, slsqp_radius
 
 from gradflow.config import DataConfig
 from gradflow.data import make_subclass_data

@@ -1,4 +1,4 @@
-"""Brute-force references for the theory tests (independent of gradflow.theory's solvers)."""
+"""Brute-force references for the theory tests (no tests here; independent of gradflow.theory's solvers)."""
 from __future__ import annotations
 
 import itertools
