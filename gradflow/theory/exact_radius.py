@@ -24,9 +24,10 @@ bisection, then descended along the boundary (projected gradient with a
 Newton retraction and backtracking), and polished by Newton's method on the
 KKT system
     delta + lam grad h(a + delta) = 0,   h(a + delta) = 0,   lam >= 0
-(p = 1: the piecewise-linear F_1 is polished exactly by projecting onto the
-affine piece given by the active pattern, and the subgradient multipliers are
-checked). The smallest feasible candidate is returned with ``certified`` True
+(p = 1: the piecewise-linear F_1 is finished by a primal active-set walk,
+each step an exact projection onto the affine boundary piece of the current
+activation pattern, with the subgradient multipliers checked).
+The smallest feasible candidate is returned with ``certified`` True
 when it satisfies the KKT conditions to ``kkt_tol``. KKT certifies local
 optimality; global optimality rests on the multi-start, which the tests check
 against an independent brute-force SLSQP search.
@@ -55,6 +56,9 @@ class RadiusResult:
 def exact_radius(x, classifier: IdealClassifier, y=None, *, n_random: int = 4,
                  n_iter: int = 40, kkt_tol: float = 1e-8, seed: int = 0) -> RadiusResult:
     """Exact l2 distance from each x_i to the region where ``classifier`` changes sign.
+
+    radius_i = min ||d|| s.t. s_i g(x_i + d) <= 0, s_i = sign g(x_i) (or y_i). A single
+    point of shape (D,) gives length-1 arrays.
 
     x: (n, D) or (D,) points; classifier: an ``IdealClassifier``; y: optional (n,)
     labels in {-1, +1}: then the target is {y g(x + d) <= 0} and a point already
