@@ -22,9 +22,11 @@ Design (details and measurements in docs/dynamics.md):
   switching surface, and the exact field at the new point says which kind:
   - transversal (the new side's field carries on): neuron j is corrected by
     the missing jump tau h s_j P(u_j) omega_i x_i (first-order correction, the
-    remaining error is O((tau h)^2)); the uncorrected size tau h |jump| times
+    remaining error is O((tau h)^2)); that remainder, estimated as
+    tau h |jump| min(1, h rate_j) with rate_j the neuron's relative speed, times
     the neuron's significance ||theta_j|| / max ||theta|| must stay below
-    ``switch_tol``, else the step is rejected and shortened;
+    ``switch_tol``, else the step is rejected and shortened; it also caps the
+    growth of the next step (error ~ h^2);
   - sliding (the new side's field points back; needs s_j y_i < 0): the pair
     joins neuron j's sliding set S_j, the neuron is projected onto
     <u_j, x_i> = 0, and from then on sample i enters with the Filippov
@@ -56,7 +58,9 @@ class GradFlowSolver(FlowSolver):
     -------
     rtol: per-neuron relative tolerance per step (default 1e-6).
     switch_tol: tolerance on the pattern-switching error of significant neurons
-        (p=1 only; default 1e-3).
+        (p=1 only; default 1e-4).
+    switch_order: 2 (default): the switching error after the jump correction is
+        estimated as tau h |jump| min(1, h |rate_j|) (second order); 1: tau h |jump|.
     sliding: 'filippov' (default; polar variables) or 'chatter' (p=1 only).
     variables: 'auto' (polar when applicable), 'polar' or 'cartesian'.
     error_weight: 'network' (default): the error of neuron j is measured relative
@@ -70,8 +74,8 @@ class GradFlowSolver(FlowSolver):
     name = "gradflow"
     order = 5
     supports_checkpoint = True
-    OPTIONS = {"rtol": 1e-6, "switch_tol": 1e-3, "variables": "auto", "freeze": "auto",
-               "error_weight": "neuron", "sliding": "filippov",
+    OPTIONS = {"rtol": 1e-6, "switch_tol": 1e-4, "variables": "auto", "freeze": "auto",
+               "error_weight": "neuron", "sliding": "filippov", "switch_order": 2,
                "first_step": None, "max_step": math.inf}
 
     @classmethod
@@ -80,6 +84,8 @@ class GradFlowSolver(FlowSolver):
         o["switch_tol"] = check_real("switch_tol", o["switch_tol"], 0.0, lo_open=True)
         check_choice("variables", o["variables"], ("auto", "polar", "cartesian"))
         check_choice("sliding", o["sliding"], ("filippov", "chatter"))
+        if o["switch_order"] not in (1, 2):
+            raise ValueError(f"`switch_order` must be 1 or 2, got {o['switch_order']!r}")
         check_choice("error_weight", o["error_weight"], ("network", "neuron"))
         if o["freeze"] not in ("auto", True, False):
             raise ValueError(f"`freeze` must be one of 'auto', True, False; got {o['freeze']!r}")
@@ -158,7 +164,14 @@ class GradFlowSolver(FlowSolver):
         self.t = self.t_bound if self.t + h >= self.t_bound else self.t + h
         self.n_steps += 1
         fac = _FAC_MAX if err == 0 else min(_FAC_MAX, max(_FAC_MIN, _SAFETY * err ** -0.2))
+        if self.freeze and self._sw > 0:
+            # the switching error also sets the next step (it grows like h^order)
+            q = self.options["switch_order"]
+            fac = min(fac, max(_FAC_MIN, _SAFETY * (self.options["switch_tol"] / self._sw)
+                               ** (1.0 / q)))
         self.h = h * fac
+
+    _sw = 0.0
 
     def _update_pattern(self, y_new, new, h):
         """Pattern bookkeeping after an accepted RK step (p = 1); None means reject.
@@ -173,6 +186,7 @@ class GradFlowSolver(FlowSolver):
         mask, S = self.mask, self.S
         Z1 = rep.preact(y_new)
         changed = ((Z1 > 0) != mask) & ~S
+        self._sw = 0.0
         mask1, S1 = mask.copy(), S.copy()
         k_new, loss_new, f_new, lam = new
         if changed.any():
@@ -194,10 +208,16 @@ class GradFlowSolver(FlowSolver):
                      else np.zeros(len(ii), dtype=bool))
             # error of neuron j: time on the wrong side x jump (transversal), or the distance
             # it is moved back onto the surface (a new sliding pair)
+            if self.options["switch_order"] == 2:
+                # after the correction what remains is second order: the jump itself changes
+                # over the tau h past the surface at the neuron's relative rate of change
+                rate = rep.neuron_error(k_new, y_new, y_new)[jj]
+                jump = jump * np.minimum(1.0, h * rate)
             per_pair = np.where(transversal, tau * h * jump,
                                 np.where(slide, np.abs(z1) / pb.xnorm[ii], 0.0))
             per_neuron = np.bincount(jj, weights=per_pair, minlength=rep.h)
             sw = float(np.max(per_neuron * rep.significance(y_new)))
+            self._sw = sw
             if sw > self.options["switch_tol"]:
                 self.h = h * min(0.9, max(0.1, 0.9 * self.options["switch_tol"] / sw))
                 self.n_rejected += 1
