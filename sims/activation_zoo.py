@@ -2,8 +2,12 @@
 Gaussian-subclass data, and why (none of the source papers has this study).
 
 Network f(x) = sum_j v_j sigma(x; w_j), small balanced init of scale eps, exponential loss,
-full-batch gradient descent (forward Euler of the gradient flow; ``gradflow.backend.train``
-with optimizer 'gd'), balanced classes K1 = K/2, orthonormal centres, equal subclass sizes.
+balanced classes K1 = K/2, orthonormal centres, equal subclass sizes. Trainer: the gradient
+flow itself, integrated by the adaptive ODE engine (``gradflow.dynamics.simulate``,
+``trainer='ode'``), or full-batch GD (``trainer='gd'``, forward Euler with step ``lr``).
+GD needs lr < 2 / (h c0^2) for an activation with phi(0) = c0 != 0: at f ~ 0 the loss
+Hessian in v is (1/n) sum_i phi_i phi_i^T with phi_i ~ c0 (1, ..., 1), top eigenvalue h c0^2
+(softplus, h = 40: lr < 0.104); the adaptive integrator has no such limit.
 
 Prediction from the small-initialisation analysis (the alignment phase, f ~ 0). Write
 phi(z) = c0 + c1 z + c2 z^2 + ... near z = 0 and m = (1/n) sum_i y_i x_i ~ (mu_+ - mu_-)/K.
@@ -44,10 +48,18 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from gradflow import DataConfig, InitConfig, ModelConfig, make_subclass_data
+from gradflow import (
+    DataConfig,
+    InitConfig,
+    ModelConfig,
+    TwoLayerParams,
+    make_subclass_data,
+    to_torch,
+)
 from gradflow.attacks.radius import attack_radius
 from gradflow.backend import TrainConfig, make_two_layer, train
-from gradflow.dynamics.reduced import find_extremal_vectors, population_potential
+from gradflow.dynamics import Stop, simulate
+from gradflow.dynamics.reduced import Potential, find_extremal_vectors
 from gradflow.studies import Study, StudyOutput, make_check, register_study
 
 # name -> (activation, params, predicted class of solution)
@@ -68,7 +80,8 @@ KINDS = ("linear", "relu", "centres")
 
 DEFAULTS = {
     "activations": list(ZOO), "Ks": [4, 8, 16], "D": 32, "n_per_subclass": 50, "alpha": 0.05,
-    "width": 40, "eps": 1e-4, "eps_relu_p": 0.3, "lr": 0.4, "t_max": 240.0, "n_radius": 60,
+    "width": 40, "eps": 1e-4, "eps_relu_p": 0.1, "t_max": 240.0, "t_max_relu_p": 5000.0,
+    "trainer": "ode", "lr": 0.05, "n_radius": 60,
     "top_mass": 0.9, "n_starts": 64, "threads": 1,
 }
 PRESETS = {
@@ -77,7 +90,8 @@ PRESETS = {
               "n_starts": 16},
     "quick": {},
     "paper": {"Ks": [4, 8, 16, 32], "D": 64, "n_per_subclass": 200, "width": 100,
-              "eps": 1e-6, "lr": 0.2, "t_max": 600.0, "n_radius": 200, "threads": 0},
+              "eps": 1e-6, "eps_relu_p": 0.03, "t_max": 600.0, "t_max_relu_p": 3e4,
+              "n_radius": 200, "threads": 0},
 }
 
 
@@ -92,7 +106,9 @@ def _validate(cfg: dict) -> None:
     for key in ("width", "n_per_subclass", "n_radius", "n_starts"):
         if int(cfg[key]) < 1:
             raise ValueError(f"`{key}` must be >= 1, got {cfg[key]}")
-    for key in ("eps", "eps_relu_p", "lr", "t_max", "alpha"):
+    if cfg["trainer"] not in ("ode", "gd"):
+        raise ValueError(f"`trainer` must be 'ode' or 'gd', got {cfg['trainer']!r}")
+    for key in ("eps", "eps_relu_p", "lr", "t_max", "t_max_relu_p", "alpha"):
         if not float(cfg[key]) > 0:
             raise ValueError(f"`{key}` must be > 0, got {cfg[key]}")
     if not 0 < float(cfg["top_mass"]) <= 1:
@@ -131,19 +147,31 @@ def _direction_kinds(W, v, data, top_mass: float) -> dict:
 
 
 def _train(name: str, K: int, cfg: dict, seed: int, device: str):
+    """Train one net: the gradient flow by the adaptive ODE engine ('ode', default) or
+    full-batch GD (forward Euler, 'gd'); then radii at fresh test points."""
     act, params, _ = ZOO[name]
     data_cfg = DataConfig(K=K, K1=K // 2, D=int(cfg["D"]), alpha=float(cfg["alpha"]),
                           n=K * int(cfg["n_per_subclass"]), sizes="equal", seed=seed)
     train_data = make_subclass_data(data_cfg, "train")
     test_data = make_subclass_data(data_cfg, "test", n=int(cfg["n_radius"]))
     model_cfg = ModelConfig(width=int(cfg["width"]), activation=act, **params)
-    eps = float(cfg["eps_relu_p"] if act == "relu_p" else cfg["eps"])
-    net = make_two_layer(model_cfg, InitConfig(eps=eps, seed=seed), data_cfg.D)
-    steps = int(round(float(cfg["t_max"]) / float(cfg["lr"])))
-    tcfg = TrainConfig(optimizer="gd", lr=float(cfg["lr"]), epochs=steps, loss="exponential",
-                       dtype="float64", device=device, seed=seed, n_snapshots=0,
-                       eval_every=steps, rank_every=0, progress=False)
-    res = train(net, train_data, tcfg)
+    slow = act == "relu_p"  # escape time ~ 1/(G eps^(p-1)): larger init, longer horizon
+    eps = float(cfg["eps_relu_p"] if slow else cfg["eps"])
+    t_max = float(cfg["t_max_relu_p"] if slow else cfg["t_max"])
+    init = InitConfig(eps=eps, seed=seed)
+    if cfg["trainer"] == "ode":
+        sol = simulate(train_data, model_cfg, init, stop=Stop(t_max=t_max), save_at=2,
+                       progress=False)
+        status, loss = sol.status, float(sol.loss[-1])
+        net = to_torch(TwoLayerParams(sol.W[-1], sol.v[-1]), model_cfg)
+    else:
+        net = make_two_layer(model_cfg, init, data_cfg.D)
+        steps = int(round(t_max / float(cfg["lr"])))
+        tcfg = TrainConfig(optimizer="gd", lr=float(cfg["lr"]), epochs=steps, loss="exponential",
+                           dtype="float64", device=device, seed=seed, n_snapshots=0,
+                           eval_every=steps, rank_every=0, progress=False)
+        res = train(net, train_data, tcfg)
+        status, loss = res.status, float(res.history["loss"][-1])
     net = net.cpu().eval()
     W, v = net.W.detach().numpy(), net.v.detach().numpy()
     X = torch.as_tensor(test_data.X)
@@ -151,10 +179,8 @@ def _train(name: str, K: int, cfg: dict, seed: int, device: str):
     rad = attack_radius(net, X, y, lower="none", seed=seed)
     with torch.no_grad():
         acc = float((torch.sign(net(X)) == y).double().mean())
-    return {"status": res.status, "loss": float(res.history["loss"][-1]), "acc": acc,
-            "radii": rad.upper.numpy(), "dirs": _direction_kinds(W, v, train_data,
-                                                                 float(cfg["top_mass"])),
-            "data": train_data}
+    return {"status": status, "loss": loss, "acc": acc, "radii": rad.upper.numpy(),
+            "dirs": _direction_kinds(W, v, train_data, float(cfg["top_mass"]))}
 
 
 def _reduced_prediction(K: int, p: float, cfg: dict, seed: int) -> str:
@@ -162,7 +188,7 @@ def _reduced_prediction(K: int, p: float, cfg: dict, seed: int) -> str:
     D = int(cfg["D"])
     centres = np.eye(K, D)
     labels = np.where(np.arange(K) < K // 2, 1.0, -1.0)
-    res = find_extremal_vectors(population_potential(centres, labels, p),
+    res = find_extremal_vectors(Potential.population(centres, labels, p),
                                 n_starts=int(cfg["n_starts"]), seed=seed, t_max=400.0)
     best = max(res.extrema, key=lambda e: e.G)
     return best.kind
