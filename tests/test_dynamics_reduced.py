@@ -5,9 +5,8 @@ import numpy as np
 import pytest
 
 from gradflow.dynamics.reduced import (
-    dataset_potential,
+    Potential,
     find_extremal_vectors,
-    population_potential,
     predicted_alignment_time,
     reduced_flow,
 )
@@ -18,7 +17,7 @@ LABELS = np.where(np.arange(K) < K1, 1.0, -1.0)
 
 
 def test_p1_finds_class_averages():
-    pot = population_potential(CENTRES, LABELS, 1.0)
+    pot = Potential.population(CENTRES, LABELS, 1.0)
     up = find_extremal_vectors(pot, n_starts=100, sign=+1, t_max=500)
     best = up.extrema[0]
     assert best.kind == "class average +" and best.isolated
@@ -32,7 +31,7 @@ def test_p1_finds_class_averages():
 
 
 def test_p3_finds_every_centre():
-    pot = population_potential(CENTRES, LABELS, 3.0)
+    pot = Potential.population(CENTRES, LABELS, 3.0)
     up = find_extremal_vectors(pot, n_starts=120, sign=+1, t_max=500)
     down = find_extremal_vectors(pot, n_starts=120, sign=-1, t_max=500)
     found_up = {e.kind for e in up.extrema if e.isolated}
@@ -47,7 +46,7 @@ def test_p3_finds_every_centre():
 
 
 def test_p2_is_degenerate():
-    pot = population_potential(CENTRES, LABELS, 2.0)
+    pot = Potential.population(CENTRES, LABELS, 2.0)
     res = find_extremal_vectors(pot, n_starts=60, sign=+1, t_max=500)
     assert res.degenerate
     # every limit has the constant value 1/K on the face of maximisers
@@ -58,7 +57,7 @@ def test_reduced_flow_is_gradient_ascent_on_sphere():
     rng = np.random.default_rng(0)
     X = rng.standard_normal((50, 5))
     y = np.sign(rng.standard_normal(50))
-    pot = dataset_potential(X, y, 3.0)
+    pot = Potential.dataset(X, y, 3.0)
     U0 = rng.standard_normal((8, 5))
     G_prev = pot.value(U0 / np.linalg.norm(U0, axis=1, keepdims=True))
     U = U0
@@ -77,6 +76,6 @@ def test_predicted_alignment_time_and_validation():
     with pytest.raises(ValueError, match="`G_star`"):
         predicted_alignment_time(1e-6, -1.0)
     with pytest.raises(ValueError, match="`n_starts`"):
-        find_extremal_vectors(population_potential(CENTRES, LABELS, 3.0), n_starts=0)
+        find_extremal_vectors(Potential.population(CENTRES, LABELS, 3.0), n_starts=0)
     with pytest.raises(ValueError, match="`sign`"):
-        reduced_flow(np.ones((1, D)), population_potential(CENTRES, LABELS, 3.0), 1.0, sign=2)
+        reduced_flow(np.ones((1, D)), Potential.population(CENTRES, LABELS, 3.0), 1.0, sign=2)

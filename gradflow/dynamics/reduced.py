@@ -8,7 +8,7 @@ Riemannian gradient ascent (s = +1) or descent (s = -1) of the potential G,
 and its norm grows at rate s G(u). The potential is either the dataset one,
 G(u) = (1/n) sum_i y_i relu(<u, x_i>)^p, or the population limit
 G(u) = sum_k w_k y_k relu(<u, mu_k>)^p; both come from
-``gradflow.theory.potential``.
+``gradflow.theory.potential`` (``Potential.dataset`` / ``Potential.population``).
 
 ``find_extremal_vectors`` flows many random starts to convergence, clusters the
 end points and reports each limit's G, basin share, kind (a subclass centre, a
@@ -45,25 +45,25 @@ class Potential:
         """P_perp(u) grad G(u) for each row u of U (unit rows)."""
         return _pot.riemannian_grad(U, self.grad(U))
 
+    @classmethod
+    def population(cls, centres, labels, p: float, weights=None) -> Potential:
+        """Population-limit G(u) = sum_k w_k y_k relu(<u, mu_k>)^p (w_k = 1/K by default)."""
+        C = np.asarray(centres, dtype=np.float64)
+        lab = np.asarray(labels, dtype=np.float64)
+        q, _ = np.linalg.qr(C.T)
+        return cls(lambda U: _pot.population_potential(U, C, lab, p, weights),
+                   lambda U: _pot.population_potential_grad(U, C, lab, p, weights),
+                   float(p), C.shape[1], C, lab, q.T.copy())
 
-def population_potential(centres, labels, p: float, weights=None) -> Potential:
-    """Population-limit G(u) = sum_k w_k y_k relu(<u, mu_k>)^p (w_k = 1/K by default)."""
-    C = np.asarray(centres, dtype=np.float64)
-    lab = np.asarray(labels, dtype=np.float64)
-    q, _ = np.linalg.qr(C.T)
-    return Potential(lambda U: _pot.population_potential(U, C, lab, p, weights),
-                     lambda U: _pot.population_potential_grad(U, C, lab, p, weights),
-                     float(p), C.shape[1], C, lab, q.T.copy())
-
-
-def dataset_potential(X, y, p: float, centres=None, labels=None) -> Potential:
-    """Finite-dataset G(u) = (1/n) sum_i y_i relu(<u, x_i>)^p."""
-    X = np.asarray(X, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    return Potential(lambda U: _pot.dataset_potential(U, X, y, p),
-                     lambda U: _pot.dataset_potential_grad(U, X, y, p), float(p), X.shape[1],
-                     None if centres is None else np.asarray(centres, dtype=np.float64),
-                     None if labels is None else np.asarray(labels, dtype=np.float64))
+    @classmethod
+    def dataset(cls, X, y, p: float, centres=None, labels=None) -> Potential:
+        """Finite-dataset G(u) = (1/n) sum_i y_i relu(<u, x_i>)^p."""
+        X = np.asarray(X, dtype=np.float64)
+        y = np.asarray(y, dtype=np.float64)
+        return cls(lambda U: _pot.dataset_potential(U, X, y, p),
+                   lambda U: _pot.dataset_potential_grad(U, X, y, p), float(p), X.shape[1],
+                   None if centres is None else np.asarray(centres, dtype=np.float64),
+                   None if labels is None else np.asarray(labels, dtype=np.float64))
 
 
 def reduced_flow(U0, potential: Potential, t_max: float, sign: float = 1.0, dt: float | None = None,
