@@ -63,7 +63,7 @@ PRESETS = {
     "smoke": {"tasks": ["parity"], "ps": [1.0, 4.0], "width": 100, "epochs": 8, "n_train": 2000,
               "batch_size": 200, "lr": 3e-3, "n_eval": 200, "n_radius": 40,
               "linf_radii": [0.0, 0.05], "pgd_steps": 10, "pgd_losses": ["cross_entropy"]},
-    "quick": {"epochs": 15, "n_eval": 500, "n_radius": 100, "pgd_steps": 20,
+    "quick": {"epochs": 10, "n_eval": 400, "n_radius": 80, "pgd_steps": 20,
               "pgd_losses": ["cross_entropy"], "linf_radii": [0.0, 0.05, 0.1, 0.2]},
     "paper": {"pgd_steps": 100, "pgd_restarts": 2, "threads": 0},
 }

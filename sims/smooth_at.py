@@ -47,8 +47,8 @@ DEFAULTS = {
 PRESETS = {
     "smoke": {"archs": ["mlp"], "activations": ["relu", "silu"], "mlp_widths": [64],
               "epochs": 2, "n_train": 2000, "n_eval": 200, "pgd_steps": [10], "rank_steps": 10},
-    "quick": {"cnn_channels": [8, 16], "cnn_hidden": 64, "mlp_widths": [256, 256],
-              "epochs": 3, "n_eval": 500, "pgd_steps": [10, 50, 200]},
+    "quick": {"cnn_channels": [4, 8], "cnn_hidden": 32, "mlp_widths": [128, 128],
+              "epochs": 2, "n_eval": 300, "pgd_steps": [10, 50, 200]},
     "paper": {"threads": 0},
 }
 
