@@ -106,7 +106,8 @@ def main(argv=None):
     ref1_dt = 0.02 if args.quick else 0.01
     p1_methods = [("gradflow", {"switch_tol": st}) for st in (1e-3, 3e-4, 1e-4)]
     p1_methods += [("gradflow", {"switch_tol": 1e-3, "switch_order": 1}),
-                   ("gradflow", {"switch_tol": 1e-4, "sliding": "chatter"})]
+                   ("gradflow", {"switch_tol": 1e-4, "sliding": "chatter"}),
+                   ("gradflow", {"switch_tol": 5e-5, "sliding": "chatter"})]
     p1_methods += [("rk4", {"dt": 2 * ref1_dt})]
     rows1, C1, s1, loss1 = bench_p(1.0, 150.0, "rk4", {"dt": ref1_dt}, p1_methods,
                                    [0.1, 0.05] if not args.quick else [0.1], data)
