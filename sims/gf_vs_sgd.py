@@ -37,7 +37,7 @@ DEFAULTS = {
     "ode_rtol": 1e-4, "threads": 0,
 }
 PRESETS = {
-    "smoke": {"D": 12, "n": 200, "width": 20, "t_end": 250.0, "n_test": 20, "ode_rtol": 1e-3,
+    "smoke": {"D": 12, "n": 200, "width": 20, "t_end": 200.0, "n_test": 16, "ode_rtol": 1e-3,
               "threads": 1},
     "quick": {"D": 20, "n": 400, "width": 40, "t_end": 400.0, "n_test": 60, "threads": 1},
     "paper": {},

@@ -36,8 +36,8 @@ DEFAULTS = {
     "lr": 0.2, "batch_size": 100, "n_test": 64, "n_boot": 1000, "threads": 0,
 }
 PRESETS = {
-    "smoke": {"Ks": [4, 8, 16], "ps": [1.0, 3.0], "seeds": 1, "D": 16, "width": 48,
-              "ode_Ks": [4, 8], "n_test": 16, "n_boot": 200, "threads": 1},
+    "smoke": {"Ks": [4, 8, 16], "ps": [1.0, 3.0], "seeds": 1, "D": 16, "width": 32,
+              "t_factor": 1.5, "ode_Ks": [4, 8], "n_test": 12, "n_boot": 200, "threads": 1},
     # make demo: < 2 min on 2 loaded cores. The ODE engine's cost for ReLU (p = 1) grows
     # with n (activation-pattern switches), so it runs at K <= 16 here, SGD at every K.
     "quick": {"Ks": [4, 8, 16, 32], "seeds": 1, "D": 32, "width": 96, "ode_Ks": [4, 8, 16],

@@ -49,9 +49,9 @@ DEFAULTS = {
 }
 PRESETS = {
     # the test suite's run (seconds): a larger init (eps 1e-4) shortens the alignment phase
-    # log(1/eps)/G* so that SGD time epochs * (n / batch) * lr = 300 reaches the fit of p = 3
-    "smoke": {"D": 30, "n": 300, "width": 40, "epochs": 500, "eps": 1e-4, "alphas": [0.05],
-              "repeats": 1, "n_attack": 40, "pgd_steps": 40, "radii": [0.0, 0.25, 0.45, 0.6],
+    # log(1/eps)/G* so that SGD time epochs * (n / batch) * lr = 240 reaches the fit of p = 3
+    "smoke": {"D": 30, "n": 300, "width": 40, "epochs": 400, "eps": 1e-4, "alphas": [0.05],
+              "repeats": 1, "n_attack": 30, "pgd_steps": 40, "radii": [0.0, 0.25, 0.45, 0.6],
               "certify": False, "sup_starts": 50, "sup_steps": 100, "threads": 1},
     # 2 CPU cores, < 3 min: scaled-down n, D, width, reference init and lr; epochs chosen so
     # that SGD time epochs * (n / batch) * lr (= 1000) covers the alignment phase and the
@@ -215,8 +215,11 @@ def run(cfg: dict, ctx) -> StudyOutput:
     r_f, r_opt = 1 / np.sqrt(K), np.sqrt(2) / 2
     j_above = int(np.argmax(radii >= 1.25 * r_f))  # first grid radius clearly above 1/sqrt(K)
     j_below = int(np.nonzero(radii <= 0.8 * r_opt)[0].max())  # last one clearly below sqrt(2)/2
-    acc_p1_above = float(pgd[i1, :, :, j_above].mean())
-    acc_p3_below = float(pgd[i3, :, :, j_below].mean())
+    acc_p1_above = float(pgd[i1, a0, :, j_above].mean())
+    acc_p3_below = float(pgd[i3, a0, :, j_below].mean())
+    # PGD and minimum-norm radii both give upper bounds on the true robust accuracy; where
+    # PGD's is higher, the fixed-budget attack missed adversarial points the radii found
+    pgd_excess = pgd - racc
     sup_p1, sup_p3 = sup[i1].mean(axis=1), sup[i3].mean(axis=1)
     checks = [
         # 0.95 not 0.99-cos all: the O(alpha) noise tilts the learnt directions slightly.
@@ -235,16 +238,17 @@ def run(cfg: dict, ctx) -> StudyOutput:
         make_check("median radius ratio p=3 / p=1 (>= 1.5 required)", theory=r_opt / r_f,
                    measured=med[i3] / med[i1], agrees=bool(med[i3] / med[i1] >= 1.5)),
         # 0.1: at most one point in ten of the attacked ones survives beyond the F radius
-        make_check(f"p=1 PGD robust accuracy at eps={radii[j_above]:.3g} (> 1/sqrt(K)): "
-                   "collapsed", theory=0.0, paper="~0 just above 0.32",
+        make_check(f"p=1 PGD robust accuracy at eps={radii[j_above]:.3g} (> 1/sqrt(K)), "
+                   f"alpha={alphas[a0]:g}: collapsed", theory=0.0, paper="~0 just above 0.32",
                    measured=acc_p1_above, atol=0.1),
-        make_check(f"p=3 PGD robust accuracy at eps={radii[j_below]:.3g} (< sqrt(2)/2): "
-                   "intact", theory=1.0, paper="~1.0 to ~0.7", measured=acc_p3_below,
+        make_check(f"p=3 PGD robust accuracy at eps={radii[j_below]:.3g} (< sqrt(2)/2), "
+                   f"alpha={alphas[a0]:g}: intact", theory=1.0, paper="~1.0 to ~0.7", measured=acc_p3_below,
                    atol=0.1),
         # 0.1: both curves are upper bounds from different attacks on n_attack points;
         # a weaker fixed-budget PGD may miss some points the min-norm attack breaks.
-        make_check("PGD curve = curve from per-sample radii (max |difference|)", theory=0.0,
-                   measured=float(np.abs(pgd - racc).max()), atol=0.1),
+        make_check("reference PGD curve = curve from min-norm radii (max over p, alpha, eps "
+                   "of PGD acc - radii acc)", theory=0.0,
+                   measured=float(np.abs(pgd_excess).max()), atol=0.1),
         make_check("p=1 sup-distance to F over alpha [min, max]", theory="-> 0 as alpha -> 0",
                    paper=[0.03, 0.09], measured=[float(sup_p1.min()), float(sup_p1.max())],
                    # a factor 3 around the paper's range (our nets are smaller and shorter
@@ -272,6 +276,8 @@ def run(cfg: dict, ctx) -> StudyOutput:
     metrics = {"median_radius_p1": float(med[i1]), "median_radius_p3": float(med[i3]),
                "test_accuracy_p1": float(test_acc[i1].mean()),
                "test_accuracy_p3": float(test_acc[i3].mean()),
+               "pgd_excess_max_p1": float(pgd_excess[i1].max()),
+               "pgd_excess_max_p3": float(pgd_excess[i3].max()),
                "sup_distance_p1": sup_p1.tolist(), "sup_distance_p3": sup_p3.tolist(),
                "train_wall_s": float(res.wall_time), "train_status": sorted(set(res.status)),
                "n_nets": len(members)}
