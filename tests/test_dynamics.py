@@ -348,3 +348,19 @@ def test_bad_inputs_raise():
         Pi = init_params(mc, InitConfig(mode="independent"), data.D)
         simulate(data, mc, Pi, options={"variables": "polar"}, progress=False)
     assert {"gradflow", "gd", "rk4", "RK45", "DOP853", "LSODA"} <= set(SOLVERS)
+
+
+def test_cross_entropy_relu_logits_runs_and_matches_reference():
+    # Multi-class (C=3) ReLU logits use the Cartesian path with frozen patterns.
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((30, 6))
+    y = rng.integers(0, 3, size=30).astype(float)
+    mc = ModelConfig(width=5, p=1.0, n_outputs=3)
+    P = init_params(mc, InitConfig(eps=0.3, seed=2), 6)
+    sol = simulate(X=X, y=y, model=mc, init=P, loss="cross_entropy", t_max=5.0,
+                   save_at=[0, 5.0], options={"switch_tol": 1e-5}, progress=False)
+    ref = simulate(X=X, y=y, model=mc, init=P, loss="cross_entropy", solver="rk4",
+                   options={"dt": 0.005}, t_max=5.0, save_at=[0, 5.0], progress=False)
+    assert sol.status == "success" and sol.metadata["variables"] == "cartesian"
+    err = np.linalg.norm(sol.theta[-1] - ref.theta[-1]) / np.linalg.norm(ref.theta[-1])
+    assert err < 1e-3, err  # the p = 1 accuracy target

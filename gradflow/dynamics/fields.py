@@ -200,6 +200,8 @@ class CartesianRep:
         W, v, _ = self.split(y)
         vabs = np.abs(v) if v.ndim == 1 else np.linalg.norm(v, axis=1)
         rel = vabs / np.maximum(self.neuron_sizes(y), 1e-300)
+        if g_abs.ndim == 2:  # logits: |g_i . v_j| <= ||g_i|| ||v_j||
+            g_abs = np.linalg.norm(g_abs, axis=1)
         return np.multiply.outer(g_abs * self.pb.xnorm, rel)
 
     def significance(self, y) -> np.ndarray:
