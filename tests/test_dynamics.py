@@ -192,6 +192,16 @@ def test_alignment_picture_p3(bench_data):
     assert 0 < sol.alignment_end_time < 350
 
 
+def test_invariant_drift_cartesian_small():
+    # Default-suite version of the check below on a small config (same bound, same rtol).
+    data, mc, P = _small(p=3.0, h=8, n=60, D=16, eps=1e-4)
+    sol = simulate(data, mc, P, t_max=150.0, progress=False,
+                   options={"variables": "cartesian", "rtol": 1e-9})
+    assert sol.loss[-1] < 0.1 and sol.invariant_drift < 1e-8, sol.invariant_drift
+    assert np.all(np.diff(sol.loss) <= 0)
+
+
+@pytest.mark.slow
 def test_invariant_drift_cartesian_p3(bench_data):
     # The polar variables conserve v_j^2 - ||w_j||^2 exactly; the Cartesian path must
     # conserve it to the tolerance: the bound 1e-8 for p = 3.
