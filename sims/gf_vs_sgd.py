@@ -156,7 +156,7 @@ def plot(arrays: dict, summary: dict, fig_dir) -> list:
 
     from gradflow.metrics import column_names, dominant_neurons
     from gradflow.plots import paper_style, save_figure
-    from gradflow.plots.dynamics import draw_cosine_heatmap
+    from gradflow.plots.dynamics import draw_cosine_heatmap, tex_column
     from gradflow.plots.style import new_figure
 
     K = summary["effective_config"]["K"]
@@ -168,19 +168,25 @@ def plot(arrays: dict, summary: dict, fig_dir) -> list:
             for j, m in enumerate(METHODS):
                 c = arrays[f"contrib_p{p:g}_{m}"]
                 dom = dominant_neurons(c, 0.99)
-                draw_cosine_heatmap(axes[i, j], arrays[f"cos_p{p:g}_{m}"][dom],
-                                    arrays[f"signs_p{p:g}_{m}"][dom], cols, contrib=c[dom],
-                                    colorbar=False, ylabel=f"p={p:g}: dominant ({dom.size})")
+                im, _ = draw_cosine_heatmap(axes[i, j], arrays[f"cos_p{p:g}_{m}"][dom],
+                                            arrays[f"signs_p{p:g}_{m}"][dom], cols,
+                                            contrib=c[dom], colorbar=False,
+                                            ylabel=f"p={p:g}: dominant ({dom.size})")
+                axes[i, j].set_xticks(range(K + 2), [tex_column(n) for n in cols], rotation=90,
+                                      fontsize=5)
                 axes[i, j].set_title(f"{m.upper()}, p={p:g}", fontsize=7)
             ax = axes[i, -1]
+            # drawn thick-to-thin so that coinciding curves stay visible
             for j, m in enumerate(METHODS):
                 r = np.sort(np.minimum(arrays[f"radii_p{p:g}_{m}"], 2.0))
-                ax.plot(r, np.linspace(0, 1, r.size), label=m.upper(), lw=1.0, ls="-:-"[j])
+                ax.plot(r, np.linspace(0, 1, r.size), label=m.upper(), lw=3.0 - j,
+                        ls=("-", "--", ":")[j], color=f"C{j}")
             ax.axvline(1 / np.sqrt(K), color="0.4", ls="--", lw=0.7, label="1/sqrt(K)")
             ax.axvline(np.sqrt(2) / 2, color="0.2", ls="-.", lw=0.7, label="sqrt(2)/2")
             ax.set(xlabel="per-sample l2 radius", ylabel="fraction of test points",
                    title=f"radius CDF, p={p:g}")
             ax.legend(fontsize=5)
+        fig.colorbar(im, ax=axes[:, :len(METHODS)], shrink=0.6, extend="min", label="cosine")
         path = fig_dir / "gf_vs_sgd.png"
         save_figure(fig, path)
         plt.close(fig)

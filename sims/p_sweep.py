@@ -186,18 +186,21 @@ def plot(arrays: dict, summary: dict, fig_dir) -> list:
     from gradflow.plots import paper_style, save_figure
     from gradflow.plots.style import new_figure
 
-    K = summary["effective_config"]["K"]
+    K, K1 = summary["effective_config"]["K"], summary["effective_config"]["K1"]
     ps = arrays["ps"]
+    fine = np.linspace(1.0, max(float(ps.max()), 2.0), 200)
     with paper_style():
         fig, ax = new_figure("double", 0.3, ncols=3)
-        ax[0].plot(ps, arrays["G_star_theory"], "k--", lw=0.8, label="closed form")
+        ax[0].plot(fine, [g_star_closed_form(p, K, K1) for p in fine], "k--", lw=0.8,
+                   label="closed form")
         ax[0].plot(ps, arrays["G_star"], "o", ms=3, label="reduced flow")
         ax[0].set(xlabel="p", ylabel="G* = max G", title="(a) extremal value")
         ax[1].plot(ps, arrays["frac_averages"], "o-", ms=3, label="on a class average")
         ax[1].plot(ps, arrays["frac_centres"], "s-", ms=3, label="on a centre")
         ax[1].set(xlabel="p", ylabel="fraction of dominant neurons",
                   title="(b) trained alignment (GD)", ylim=(-0.05, 1.05))
-        ax[2].plot(ps, arrays["closed_radius_Fp"], "k--", lw=0.8, label="F_p closed form")
+        ax[2].plot(fine, [radius_Fp(p, K, K1) for p in fine], "k--", lw=0.8,
+                   label="F_p closed form")
         ax[2].plot(ps, arrays["exact_radius_Fp"], "x", ms=4, label="F_p exact (numerical)")
         ax[2].plot(ps, arrays["median_radius"], "o", ms=3, label="trained net (median)")
         ax[2].axhline(1 / np.sqrt(K), color="0.5", ls=":", lw=0.8, label="1/sqrt(K)")
