@@ -234,6 +234,10 @@ def plot(arrays: dict, summary: dict, fig_dir) -> list:
         med = arrays[f"median_{m}"]
         fig = plot_radius_vs_K(Ks[use], {p: med[i, use, 0] for i, p in enumerate(ps)},
                                {p: med[i, use, 1:] for i, p in enumerate(ps)})
+        ax = fig.axes[0]
+        lo = np.nanmin(med[:, use, 1:]) if np.isfinite(med[:, use, 1:]).any() else 0.1
+        ticks = [t for t in (0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.7, 1.0) if t >= 0.8 * lo]
+        ax.set_yticks(ticks, [f"{t:g}" for t in ticks])  # log axis: label the decade's inside
         what = "gradient flow (ODE engine)" if m == "ode" else "SGD (lr 0.2, batch 100)"
         fig.axes[0].set_title(f"{what}; 95% bootstrap intervals", fontsize=7)
         path = fig_dir / f"radius_vs_k_{m}.png"

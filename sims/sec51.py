@@ -317,7 +317,8 @@ def plot(arrays: dict, summary: dict, fig_dir) -> list:
     for i, p in enumerate(ps):
         fig = plot_radius_histogram(arrays["radius_lower"][i, hi].ravel(),
                                     arrays["radius_upper"][i, hi].ravel(), K=K,
-                                    title=f"p={p:g}, alpha={alphas[hi]:g}")
+                                    title=f"p={p:g}, alpha={alphas[hi]:g}; upper: attack, "
+                                          "lower: Lipschitz certificate")
         path = fig_dir / f"sec51_radius_hist_p{p:g}.png"
         fig.savefig(path, dpi=200, bbox_inches="tight")
         out.append(path)
