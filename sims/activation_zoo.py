@@ -86,7 +86,7 @@ KINDS = ("linear", "relu", "centres")
 
 DEFAULTS = {
     "activations": list(ZOO), "Ks": [4, 8, 16], "D": 32, "n_per_subclass": 50, "alpha": 0.05,
-    "width": 40, "eps": 1e-4, "eps_relu_p": 0.1, "t_max": 240.0, "t_max_relu_p": 5000.0,
+    "width": 40, "eps": 1e-4, "eps_relu_p": 1e-3, "t_max": 240.0, "t_max_relu_p": 1e9,
     "trainer": "gd", "trainer_relu_p": "ode", "lr": 0.4, "n_radius": 60,
     "top_mass": 0.9, "n_starts": 64, "threads": 1,
 }
@@ -96,7 +96,7 @@ PRESETS = {
               "n_starts": 16},
     "quick": {},
     "paper": {"Ks": [4, 8, 16, 32], "D": 64, "n_per_subclass": 200, "width": 100,
-              "eps": 1e-6, "eps_relu_p": 0.03, "t_max": 600.0, "t_max_relu_p": 3e4,
+              "eps": 1e-6, "eps_relu_p": 1e-4, "t_max": 600.0, "t_max_relu_p": 1e12,
               "n_radius": 200, "threads": 0},
 }
 
