@@ -36,7 +36,7 @@ from gradflow.attacks.radius import attack_radius
 from gradflow.backend import EnsembleMember, TrainConfig, train_ensemble
 from gradflow.metrics import Trajectory, contributions, direction_cosines, summarize_alignment
 from gradflow.studies import Study, StudyOutput, make_check, register_study
-from gradflow.theory.classifiers import ideal_F, ideal_Fp
+from gradflow.theory import ideal_F, ideal_Fp, sup_distance
 
 DEFAULTS = {
     "K": 10, "K1": 6, "D": 1000, "n": 20000, "width": 2000, "epochs": 401, "lr": 0.2,
@@ -102,35 +102,6 @@ def torch_threads(n: int):
         torch.set_num_threads(old)
 
 
-def sup_distance(net, clf, X_ref: torch.Tensor, *, starts: int, steps: int, lr: float,
-                 seed: int) -> float:
-    """sup_{||x||=1} |c f(x) - F(x)|, c = E[f F] / E[f^2] over ``X_ref`` (the reference metric).
-
-    The sup is estimated by normalised projected gradient ascent on the unit sphere,
-    x <- (x + lr g/||g||) / ||x + lr g/||g|||, g = grad_x |c f(x) - F(x)|, from ``starts``
-    uniform random starts for ``steps`` steps; the largest value seen is returned
-    (every visited point is feasible, so the estimate is a lower bound of the sup).
-    """
-    with torch.no_grad():
-        f, F = net(X_ref), clf(X_ref)
-        c = (f * F).mean() / (f * f).mean().clamp_min(1e-300)
-    gen = torch.Generator(device="cpu").manual_seed(seed)
-    x = torch.randn(starts, X_ref.shape[1], generator=gen, dtype=X_ref.dtype).to(X_ref.device)
-    x = x / x.norm(dim=1, keepdim=True)
-    best = torch.zeros((), dtype=X_ref.dtype, device=X_ref.device)
-    for _ in range(steps):
-        x.requires_grad_(True)
-        gap = (c * net(x) - clf(x)).abs()
-        (g,) = torch.autograd.grad(gap.sum(), x)
-        with torch.no_grad():
-            best = torch.maximum(best, gap.max())
-            x = x + lr * g / g.norm(dim=1, keepdim=True).clamp_min(1e-30)
-            x = x / x.norm(dim=1, keepdim=True)
-    with torch.no_grad():
-        best = torch.maximum(best, (c * net(x) - clf(x)).abs().max())
-    return float(best)
-
-
 def _members(cfg: dict, seed: int) -> list[EnsembleMember]:
     """p x alpha x repeat; run (a, r) uses seed a*repeats + r (+ offset) for data, init and
     batches, so both p see identical data, initial weights and batch order (paired)."""
@@ -163,8 +134,11 @@ def _measure(member: EnsembleMember, params, cfg: dict, device: str, seed: int) 
     clf = ideal_F(test.centres, test.subclass_labels) if p == 1 else ideal_Fp(
         test.centres, test.subclass_labels, p)
     Xall = torch.as_tensor(test.X, dtype=dtype, device=device)
-    dist = sup_distance(net, clf, Xall, starts=cfg["sup_starts"], steps=cfg["sup_steps"],
-                        lr=cfg["sup_lr"], seed=seed)
+    # The reference metric: c = E[f F]/E[f^2] on the test data, sup over the unit sphere by
+    # normalised projected gradient ascent (gradflow.theory.sup_distance).
+    dist = sup_distance(net, clf, Xall, c=None, n_rounds=1, n_starts=cfg["sup_starts"],
+                        n_steps=cfg["sup_steps"], step=cfg["sup_lr"], device=device,
+                        dtype=dtype, seed=seed).value
     traj = Trajectory(t=np.zeros(1), W=params.W[None], v=params.v[None], centres=test.centres,
                       subclass_labels=test.subclass_labels)
     align = summarize_alignment(traj)

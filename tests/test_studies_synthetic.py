@@ -10,12 +10,9 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 
-from gradflow import ModelConfig, TwoLayerParams, to_torch
 from gradflow.studies import get_study, run_study
 from gradflow.studies.summary import CHECK_KEYS, SUMMARY_KEYS
-from gradflow.theory.classifiers import ideal_Fp
 
 
 def _module(name: str):
@@ -106,27 +103,6 @@ def test_p_sweep_degenerate_only_at_p2(runs):
 
 
 # -- helpers against closed forms ----------------------------------------------------------
-
-def test_sup_distance_closed_form():
-    """f = 2 F_3 + delta relu(x_{K+1})^3: with X_ref = the centres c = 1/2 exactly, and
-    c f - F_3 = (delta/2) relu(x_{K+1})^3, whose sup on the unit sphere is delta/2."""
-    sup_distance = _module("sec51").sup_distance
-    K, D, delta = 4, 8, 0.3
-    lab = np.array([1.0, 1.0, -1.0, -1.0])
-    W = np.eye(K + 1, D)
-    v = np.concatenate([2 * lab, [delta]])
-    net = to_torch(TwoLayerParams(W, v), ModelConfig(width=K + 1, p=3.0))
-    clf = ideal_Fp(np.eye(K, D), lab, 3.0)
-    X_ref = torch.eye(K, D, dtype=torch.float64)
-    lr = 0.05
-    d = sup_distance(net, clf, X_ref, starts=16, steps=100, lr=lr, seed=0)
-    # every visited point is on the sphere, so d <= delta/2; a start with x_{K+1} > 0 reaches
-    # e_{K+1} in ~(pi/2)/lr steps and then stays within one step (angle <= lr) of it, where
-    # (delta/2) cos^3(angle) >= (delta/2)(1 - 1.5 lr^2)
-    assert delta / 2 * (1 - 1.5 * lr**2) <= d <= delta / 2 + 1e-12
-    net0 = to_torch(TwoLayerParams(W[:K], 2 * lab), ModelConfig(width=K, p=3.0))
-    assert sup_distance(net0, clf, X_ref, starts=16, steps=50, lr=0.05, seed=0) < 1e-12
-
 
 def test_loglog_slope_and_bootstrap():
     mod = _module("radius_vs_k")
