@@ -206,3 +206,15 @@ def test_shipped_example_study_agrees_with_theory(tmp_path):
                     cache_dir=tmp_path / "c")
     checks = run.summary["checks"]
     assert len(checks) == 6 and all(c["agrees"] is True for c in checks), checks
+
+
+def test_overrides_read_exponent_floats_as_numbers(tmp_path):
+    """PyYAML follows YAML 1.1, where 1e-4 (no dot) is a string; configs must read it as 0.0001."""
+    from gradflow.studies.config import load_yaml, parse_override
+
+    assert parse_override("eps=[1e-4, 1e-2]") == ("eps", [1e-4, 1e-2])
+    assert parse_override("lr=2E+1") == ("lr", 20.0)
+    assert parse_override("name=abc") == ("name", "abc")
+    path = tmp_path / "c.yaml"
+    path.write_text("eps: 1e-7\nalpha: 0.1\nwidth: 50\n")
+    assert load_yaml(path) == {"eps": 1e-7, "alpha": 0.1, "width": 50}

@@ -25,6 +25,25 @@ _DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?|mps)$")
 FREE = None
 
 
+class _Loader(yaml.SafeLoader):
+    """SafeLoader whose floats follow YAML 1.2: PyYAML (YAML 1.1) reads 1e-4 as a string."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                  |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                  |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                  |[-+]?\.(?:inf|Inf|INF)
+                  |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."),
+)
+
+
+def _yaml_load(text: str):
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
+
+
 def load_yaml(path: str | Path, what: str = "config") -> dict[str, Any]:
     """Read a YAML mapping from ``path``; missing, unreadable or non-mapping files raise ValueError."""
     p = Path(path)
@@ -37,7 +56,7 @@ def load_yaml(path: str | Path, what: str = "config") -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as err:
         raise ValueError(f"cannot read {what} file `{p}`: {err}") from None
     try:
-        data = yaml.safe_load(text)
+        data = _yaml_load(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
@@ -76,7 +95,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     if not _KEY_RE.match(key):
         raise ValueError(f"override key `{key}` is not a dotted name like data.alpha")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = _yaml_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw  # not YAML: keep the text, the schema check reports a type error
     return key, value
