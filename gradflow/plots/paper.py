@@ -51,7 +51,8 @@ def paper_figure(results: Mapping, *, out: str | os.PathLike | None = None, top:
         ax_b.set_xlabel("neuron rank")
         ax_b.set_ylabel(r"share of $\Sigma_j\,|v_j|\,\|w_j\|$")
         # (c, d)
-        title_alpha = (rf", $\alpha$={float(r['heatmap_alpha']):g}" if "heatmap_alpha" in r
+        # On its own line: the two narrow heatmap titles collide when written on one line.
+        title_alpha = (rf"$\alpha$={float(r['heatmap_alpha']):g}" if "heatmap_alpha" in r
                        else "")
         im = None
         for i, ax in enumerate((ax_c, ax_d)):
@@ -73,8 +74,8 @@ def paper_figure(results: Mapping, *, out: str | os.PathLike | None = None, top:
         # (e)
         draw_robust_accuracy(ax_e, r["radii"], {p: r["robust_accuracy"][i]
                                                 for i, p in enumerate(ps)}, K)
-        titles = ["", "", p_label(ps[0]) + title_alpha if n > 0 else "",
-                  p_label(ps[1]) + title_alpha if n > 1 else "", ""]
+        heat = [("\n".join(filter(None, [p_label(p), title_alpha]))) for p in ps[:2]]
+        titles = ["", "", heat[0] if n > 0 else "", heat[1] if n > 1 else "", ""]
         for ax, letter, extra in zip(axes, "abcde", titles):
             panel_label(ax, letter, extra)
         # One shared legend below the row: the p colours and the theory lines of (e).
