@@ -46,6 +46,7 @@ from .._validate import check_choice, check_real
 from ..model import TwoLayerParams
 from ._base import FlowSolver, StepFailure, hermite
 from .fields import CartesianRep, FlowProblem, NonFiniteError, PolarRep, polar_applicable
+from .relu_exact import exact_relu_step
 from .tableaus import DP5, DP5_DENSE
 
 _FAC_MIN, _FAC_MAX, _SAFETY = 0.2, 5.0, 0.9
@@ -67,6 +68,10 @@ class GradFlowSolver(FlowSolver):
         to the largest neuron, ||e_j|| / max_k ||theta_k||; 'neuron': relative to
         itself, ||e_j|| / ||theta_j|| (every neuron accurate, however small).
     freeze: 'auto' (freeze patterns iff the activation is ReLU), True or False.
+    exact_fmax: ReLU in polar variables only: while max_i |f(x_i)| <= exact_fmax the
+        flow is advanced by its exact per-neuron solution (great circles between pattern
+        switches, ``relu_exact``) with the loss weights frozen per macro step, whose
+        relative error is bounded by max|f|. Default None means rtol; 0 disables.
     first_step: initial step (default chosen from the field's size).
     max_step: largest allowed step (default inf).
     """
@@ -76,7 +81,7 @@ class GradFlowSolver(FlowSolver):
     supports_checkpoint = True
     OPTIONS = {"rtol": 1e-6, "switch_tol": 1e-4, "variables": "auto", "freeze": "auto",
                "error_weight": "neuron", "sliding": "filippov", "switch_order": 2,
-               "first_step": None, "max_step": math.inf}
+               "first_step": None, "max_step": math.inf, "exact_fmax": None}
 
     @classmethod
     def validate_options(cls, o: dict) -> dict:
@@ -91,6 +96,8 @@ class GradFlowSolver(FlowSolver):
             raise ValueError(f"`freeze` must be one of 'auto', True, False; got {o['freeze']!r}")
         if o["first_step"] is not None:
             o["first_step"] = check_real("first_step", o["first_step"], 0.0, lo_open=True)
+        if o["exact_fmax"] is not None:
+            o["exact_fmax"] = check_real("exact_fmax", o["exact_fmax"], 0.0)
         if o["max_step"] != math.inf:
             o["max_step"] = check_real("max_step", o["max_step"], 0.0, lo_open=True)
         return o
@@ -120,6 +127,14 @@ class GradFlowSolver(FlowSolver):
         self.h = o["first_step"] or self._initial_step()
         self.n_switch_rejected = 0
         self._K = None
+        thr = o["rtol"] if o["exact_fmax"] is None else o["exact_fmax"]
+        self.exact_fmax = thr
+        # exact alignment phase: ReLU, polar variables, single output; left for good once
+        # max|f| exceeds the threshold
+        self.exact = bool(self.freeze and var == "polar" and thr > 0
+                          and float(np.max(np.abs(self.f))) < thr)
+        self._ev = 0.0  # switch work of the exact phase, in units of field evaluations
+        self._exact_old = None
 
     def _initial_step(self) -> float:
         """h0 = 0.1 rtol^(1/5) / (largest relative rate of change of a neuron)."""
@@ -127,7 +142,69 @@ class GradFlowSolver(FlowSolver):
         h = 0.1 * self.rtol ** 0.2 / max(rate, 1e-12)
         return min(h, self.t_bound - self.t) if self.t_bound > self.t else h
 
+    def _omega(self, f) -> np.ndarray:
+        """Loss weights -dL/df_i, times the input scale (what multiplies x_i in the field)."""
+        _, g = self.problem.dlogits(f)
+        om = -g
+        return om if self.problem.xscale is None else om * self.problem.xscale
+
+    def _count_switches(self, switches: int) -> None:
+        """A switch costs two products with X (n x D): 1/h of a field evaluation."""
+        self._ev += switches / self.rep.h
+        whole = int(self._ev)
+        self.nfev += whole
+        self._ev -= whole
+
+    def _leave_exact(self) -> None:
+        self.exact = False
+        if not self.filippov and self.S.any():  # chattering mode keeps no sliding sets
+            self.mask = np.where(self.S, self.rep.preact(self.y) > 0, self.mask)
+            self.S = np.zeros_like(self.S)
+            self.k, self.loss, self.f = self.rep.field(self.y, self.mask, self.S)
+            self.nfev += 1
+        self.h = self.options["first_step"] or self._initial_step()
+
+    def _exact_step(self) -> bool:
+        """One macro step of the exact ReLU alignment flow; False when the phase is over.
+
+        The step H keeps the predicted max|f| below ``exact_fmax``: f grows at most at rate
+        2 max_j |a_j| with |a_j|^2 = |du_j/dt|^2 + (drho_j/dt)^2.
+        """
+        fmax = float(np.max(np.abs(self.f)))
+        if fmax >= self.exact_fmax:
+            return False
+        dU, drho = self.rep.split(self.k)
+        amax = float(np.sqrt(np.max(np.sum(dU * dU, axis=1) + drho**2)))
+        room = math.log(self.exact_fmax / fmax) if fmax > 0 else math.inf
+        if room < 0.05:  # too close to the threshold for a useful step
+            return False
+        H = min(self.t_bound - self.t, self.options["max_step"],
+                room / (2.0 * amax) if amax > 0 else math.inf)
+        if not math.isfinite(H):
+            H = self.t_bound - self.t
+        U, rho = self.rep.split(self.y)
+        om = self._omega(self.f)
+        U1, rho1, mask1, S1, sw = exact_relu_step(U, rho, self.s, self.problem.X, om,
+                                                  self.mask, self.S, H)
+        y_new = np.concatenate([U1.ravel(), rho1])
+        k_new, loss_new, f_new = self.rep.field(y_new, mask1, S1)
+        self.nfev += 1
+        self._count_switches(sw)
+        self._exact_old = (self.mask, self.S, om)
+        self.y_old, self.k_old, self.t_old = self.y, self.k, self.t
+        self.y, self.k, self.loss, self.f = y_new, k_new, loss_new, f_new
+        self.mask, self.S = mask1, S1
+        self._K = None
+        self.t = self.t_bound if self.t + H >= self.t_bound else self.t + H
+        self.n_steps += 1
+        return True
+
     def step(self) -> None:
+        if self.exact:
+            if self._exact_step():
+                return
+            self._leave_exact()
+        self._exact_old = None
         tab = DP5
         rep = self.rep
         mask, S = self.mask, self.S
@@ -264,8 +341,14 @@ class GradFlowSolver(FlowSolver):
         return self.rep.unpack(self.y)
 
     def dense(self, ts) -> list[TwoLayerParams]:
-        """Dormand-Prince 4th-order continuous extension in the integration variables."""
+        """Dormand-Prince 4th-order continuous extension in the integration variables.
+
+        After an exact alignment step: the exact flow from the step start (its switch work
+        counts in ``nfev``).
+        """
         h = self.t - self.t_old
+        if self._exact_old is not None:
+            return self._dense_exact(ts)
         if getattr(self, "_K", None) is None:  # no stage data (e.g. just resumed): Hermite
             ys = hermite(ts, self.t_old, self.t, self.y_old, self.y, self.k_old, self.k)
             return [self.rep.unpack(y) for y in ys]
@@ -276,12 +359,29 @@ class GradFlowSolver(FlowSolver):
             out.append(self.rep.unpack(self.y_old + h * (coef @ self._K)))
         return out
 
+    def _dense_exact(self, ts) -> list[TwoLayerParams]:
+        ts = np.atleast_1d(np.asarray(ts, dtype=float))
+        mask, S, om = self._exact_old
+        U, rho = self.rep.split(self.y_old)
+        t_cur, out = self.t_old, {}
+        for k in np.argsort(ts):
+            U, rho, mask, S, sw = exact_relu_step(U, rho, self.s, self.problem.X, om, mask, S,
+                                                  max(float(ts[k]) - t_cur, 0.0))
+            self._count_switches(sw)
+            t_cur = max(float(ts[k]), t_cur)
+            out[k] = self.rep.unpack(np.concatenate([U.ravel(), rho]))
+        return [out[k] for k in range(len(ts))]
+
     def state_dict(self) -> dict:
         return {**self._counters(), "y": self.y, "k": self.k, "f": self.f, "y_old": self.y_old,
                 "k_old": self.k_old, "h": self.h, "n_switch_rejected": self.n_switch_rejected,
                 "mask": self.mask if self.freeze else np.zeros(0),
                 "S": self.S if self.freeze else np.zeros(0),
-                "K": self._K if getattr(self, "_K", None) is not None else np.zeros(0)}
+                "K": self._K if getattr(self, "_K", None) is not None else np.zeros(0),
+                "exact": self.exact, "ev": self._ev,
+                "exact_old": (np.concatenate([self._exact_old[0].ravel(), self._exact_old[1].ravel(),
+                                              self._exact_old[2]]).astype(float)
+                              if self._exact_old is not None else np.zeros(0))}
 
     def load_state_dict(self, s: dict) -> None:
         self._load_counters(s)
@@ -291,3 +391,10 @@ class GradFlowSolver(FlowSolver):
         self._K = s["K"].copy() if s["K"].size else None
         if self.freeze:
             self.mask, self.S = s["mask"].astype(bool), s["S"].astype(bool)
+        self.exact, self._ev = bool(s.get("exact", False)), float(s.get("ev", 0.0))
+        old = s.get("exact_old", np.zeros(0))
+        self._exact_old = None
+        if old.size:
+            nh = self.mask.size
+            self._exact_old = (old[:nh].reshape(self.mask.shape) > 0.5,
+                               old[nh:2 * nh].reshape(self.mask.shape) > 0.5, old[2 * nh:].copy())
