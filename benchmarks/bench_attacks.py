@@ -35,6 +35,8 @@ from gradflow.config import DataConfig, ModelConfig  # noqa: E402
 from gradflow.data import make_subclass_data  # noqa: E402
 from gradflow.torch_model import TwoLayerNet  # noqa: E402
 
+HAVE_NUMBA = importlib.util.find_spec("numba") is not None  # Brendel-Bethge needs it
+
 PRESETS = {
     "quick": dict(width=200, D=100, n_test=200, n_train=500, train_steps=100, subset=20,
                   ref_steps=100, ddn_steps=300),
@@ -76,7 +78,7 @@ def foolbox_radius(net, x, y, steps):
     labels = ((y + 1) / 2).long()
     out = {}
     attacks = {"ddn": fb.attacks.DDNAttack(steps=steps)}
-    if importlib.util.find_spec("numba") is not None:
+    if HAVE_NUMBA:
         attacks["brendel_bethge"] = fb.attacks.L2BrendelBethgeAttack(steps=steps)
     for name, atk in attacks.items():
         t0 = time.perf_counter()
@@ -177,8 +179,10 @@ def main(argv=None) -> dict:
         f"(K=10, K1=6, alpha=0.1). The reference protocol (15 radii x 2000 PGD steps) is timed "
         f"per gradient evaluation on {cfg['subset']} points and extrapolated to 30,000 "
         f"evaluations; its curve on that subset uses {cfg['ref_steps']} steps of 0.1 per radius. "
-        f"foolbox runs on the same subset. Brendel-Bethge needs numba (not installed here), so "
-        f"it is reported only when available. gradflow also spends forward-only evaluations "
+        f"foolbox runs on the same subset"
+        + (", DDN and Brendel-Bethge. " if HAVE_NUMBA else
+           ", DDN only: Brendel-Bethge needs numba, which is not installed. ")
+        + "gradflow also spends forward-only evaluations "
         f"(ray root-finding), listed separately; the wall-time ratio includes them.\n\n"
         "| p | clean acc | grad evals/sample | forward evals/sample | ours ms/sample | "
         "reference ms/sample (extrap.) | eval ratio | time ratio | within 1% of best | "
