@@ -183,7 +183,7 @@ def main(argv=None) -> dict:
         + (", DDN and Brendel-Bethge. " if HAVE_NUMBA else
            ", DDN only: Brendel-Bethge needs numba, which is not installed. ")
         + "gradflow also spends forward-only evaluations "
-        f"(ray root-finding), listed separately; the wall-time ratio includes them.\n\n"
+        "(ray root-finding), listed separately; the wall-time ratio includes them.\n\n"
         "| p | clean acc | grad evals/sample | forward evals/sample | ours ms/sample | "
         "reference ms/sample (extrap.) | eval ratio | time ratio | within 1% of best | "
         "ref acc - ours, min/max over radii (subset) | foolbox (ms/sample, time vs ours, radius vs ours) |\n"
