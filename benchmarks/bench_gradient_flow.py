@@ -105,15 +105,18 @@ def main(argv=None):
                                    p3_methods, [0.1, 0.05] if not args.quick else [0.1], data)
     ref1_dt = 0.02 if args.quick else 0.01
     p1_methods = [("gradflow", {"switch_tol": st}) for st in (1e-3, 3e-4, 1e-4)]
-    p1_methods += [("gradflow", {"switch_tol": 1e-3, "switch_order": 1}),
-                   ("gradflow", {"switch_tol": 1e-4, "sliding": "chatter"}),
-                   ("gradflow", {"switch_tol": 5e-5, "sliding": "chatter"})]
+    p1_methods += [("gradflow", {"switch_tol": 1e-3, "sliding": "chatter"}),
+                   ("gradflow", {"switch_tol": 1e-4, "sliding": "chatter"})]
+    # baseline in the same run: the previous default, without the exact alignment phase
+    p1_methods += [("gradflow", {"switch_tol": st, "exact_fmax": 0.0}) for st in (1e-3, 1e-4)]
+    p1_methods += [("gradflow", {"switch_tol": 1e-4, "sliding": "chatter", "exact_fmax": 0.0})]
     p1_methods += [("rk4", {"dt": 2 * ref1_dt})]
     rows1, C1, s1, loss1 = bench_p(1.0, 150.0, "rk4", {"dt": ref1_dt}, p1_methods,
                                    [0.1, 0.05] if not args.quick else [0.1], data)
 
     def best(rows, tol):
-        ok = [r for r in rows if r["method"] == "gradflow" and r["error"] <= tol]
+        ok = [r for r in rows if r["method"] == "gradflow" and r["error"] <= tol
+              and r["options"].get("exact_fmax") != 0.0]
         return min(ok, key=lambda r: r["nfev"]) if ok else None
 
     def gd_equal(C, err, T):
@@ -124,7 +127,8 @@ def main(argv=None):
                                        (1, rows1, 1e-3, 1000, C1, 150.0)):
         b = best(rows, tol)
         if b is None:
-            b = min((r for r in rows if r["method"] == "gradflow"), key=lambda r: r["error"])
+            b = min((r for r in rows if r["method"] == "gradflow"
+                     and r["options"].get("exact_fmax") != 0.0), key=lambda r: r["error"])
         gd_n = gd_equal(C, b["error"], T)
         targets.append(target(f"p={p}: nfev at error <= {tol:g}", f"<= {budget}",
                               f"{b['nfev']} at error {b['error']:.2e}",
@@ -148,6 +152,27 @@ def main(argv=None):
                   f"{metrics[f'p{p}']['gd_fitted_order']:.2f}); at the best gradflow error "
                   f"{metrics[f'p{p}']['best']['error']:.2e} gd needs "
                   f"{metrics[f'p{p}']['gd_evals_equal_error']:.3g} evaluations.\n")
+
+    # exact alignment phase vs the previous default (exact_fmax=0), same run, same switch_tol
+    md.append("### p = 1: exact alignment phase vs without it (same run)\n")
+    md.append("| switch_tol, sliding | nfev without / with | error without / with |\n"
+              "|---|---|---|")
+    ratios = {}
+    for st, sl in ((1e-3, None), (1e-4, None), (1e-4, "chatter")):
+        def pick(exact, st=st, sl=sl):
+            return next(r for r in rows1 if r["method"] == "gradflow"
+                        and r["options"].get("switch_tol") == st
+                        and r["options"].get("sliding") == sl
+                        and (r["options"].get("exact_fmax") == 0.0) != exact)
+        new_r, old_r = pick(True), pick(False)
+        key = f"switch_tol={st:g}" + (f", {sl}" if sl else "")
+        ratios[key] = {"nfev_ratio": old_r["nfev"] / new_r["nfev"],
+                       "error_ratio": old_r["error"] / new_r["error"]}
+        md.append(f"| {key} | {old_r['nfev']} / {new_r['nfev']} = "
+                  f"{ratios[key]['nfev_ratio']:.2f} | {old_r['error']:.2e} / "
+                  f"{new_r['error']:.2e} = {ratios[key]['error_ratio']:.2f} |")
+    metrics["p1"]["exact_phase_vs_without"] = ratios
+    md.append("")
 
     # cost scaling: per-evaluation time of the field (polar, p=3), one BLAS thread
     base = field_cost(500, 100, 50)

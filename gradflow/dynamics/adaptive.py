@@ -35,6 +35,10 @@ Design (details and measurements in docs/dynamics.md):
     to the inactive (lambda <= 0) or active (lambda >= 1) side.
   Sliding sets need the polar variables; the Cartesian path lets sliding
   pairs chatter (``sliding='chatter'``).
+* ReLU alignment phase. While max|f| < ``exact_fmax`` (default rtol) the loss weights
+  are constant up to a relative O(max|f|), the neurons decouple and each moves on a
+  great circle between pattern switches: ``relu_exact`` advances them exactly (macro
+  steps that keep max|f| below the threshold), then the DP5 scheme takes over.
 """
 from __future__ import annotations
 
