@@ -53,6 +53,21 @@ def test_p2_is_degenerate():
     assert all(abs(e.G - 1 / K) < 1e-6 for e in res.extrema if e.G > 0)
 
 
+def test_p2_centre_is_not_isolated():
+    """At p = 2, G is flat from mu_k toward any other positive centre (G = 1/K on the face),
+    so a limit sitting exactly on a centre must not be reported as an isolated maximum.
+    Regression: a QR-rotated tangent basis mixed centres of both classes and missed the flat
+    directions, so seeds whose starts landed on a centre came out 'not degenerate'."""
+    pot = Potential.population(CENTRES, LABELS, 2.0)
+    for seed in range(3):
+        assert find_extremal_vectors(pot, n_starts=60, sign=+1, t_max=500, seed=seed).degenerate
+    from gradflow.dynamics.reduced import _tangent_curvature
+
+    assert _tangent_curvature(CENTRES[0], pot, 1.0) > -1e-6 * (1 / K)
+    # p = 3: the same centre is a strict maximum, curvature clearly negative
+    assert _tangent_curvature(CENTRES[0], Potential.population(CENTRES, LABELS, 3.0), 1.0) < -1e-3
+
+
 def test_reduced_flow_is_gradient_ascent_on_sphere():
     rng = np.random.default_rng(0)
     X = rng.standard_normal((50, 5))

@@ -177,6 +177,12 @@ def _tangent_curvature(u, pot: Potential, sign: float, h: float = 1e-3) -> float
     T = basis - np.outer(basis @ u, u)
     q, r = np.linalg.qr(T.T)
     T = q[:, np.abs(np.diag(r)) > 1e-8].T  # orthonormal tangent directions
+    if pot.centres is not None:
+        # Also probe toward each centre: a rotated basis mixes centres of both classes and
+        # misses the flat faces of p = 2 (G constant from mu_k toward another mu_l of its class).
+        Tc = pot.centres - np.outer(pot.centres @ u, u)
+        norms = np.linalg.norm(Tc, axis=1)
+        T = np.vstack([T, Tc[norms > 1e-8] / norms[norms > 1e-8, None]])
     if T.shape[0] == 0:
         return -np.inf
     g0 = float(pot.value(u[None])[0])
