@@ -275,32 +275,113 @@ def _run(cfg: dict, ctx) -> StudyOutput:
     return StudyOutput(checks=checks, arrays=arrays, metrics=metrics)
 
 
+def _family(name: str) -> str:
+    """Which prediction an activation falls under: 'relu', 'smooth', 'prelu' or 'relu_p'."""
+    if name == "relu" or name.startswith("capped_relu"):
+        return "relu"
+    if name.startswith("prelu"):
+        return "prelu"
+    if name.startswith("relu_p"):
+        return "relu_p"
+    return "smooth"
+
+
+def _pretty(name: str) -> str:
+    fixed = {"relu": "ReLU", "softplus": "softplus", "silu": "SiLU", "gelu": "GELU",
+             "elu": "ELU", "tanh": "tanh"}
+    if name in fixed:
+        return fixed[name]
+    if name.startswith("capped_relu_"):
+        return rf"capped ReLU $\beta$={name[len('capped_relu_'):]}"
+    if name.startswith("prelu"):
+        return f"pReLU p={name[len('prelu'):]}"
+    if name.startswith("relu_p"):
+        return f"ReLU$^{{{name[len('relu_p'):]}}}$ (unnormalised)"
+    return name
+
+
 def plot(arrays: dict, summary: dict, fig_dir) -> list:
     """(a) median per-sample l2 radius vs K per activation, with 1/sqrt(K) and sqrt(2)/2;
     (b) share of dominant-neuron mass at linear / ReLU / centre directions (largest K)."""
-    import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
+
+    from gradflow.plots.style import (
+        OKABE_ITO,
+        THEORY_OPT,
+        THEORY_RELU,
+        new_figure,
+        p_colour,
+        panel_label,
+        paper_style,
+        save_figure,
+    )
 
     names = [str(n) for n in arrays["names"]]
-    Ks = arrays["Ks"]
+    Ks = np.asarray(arrays["Ks"], dtype=float)
     med, share = arrays["median_radius"], arrays["direction_share"]
-    fig, ax = plt.subplots(1, 2, figsize=(13, 4))
-    for i, n in enumerate(names):
-        ax[0].plot(Ks, med[i], "o-", lw=1, label=n)
-    kk = np.linspace(Ks.min(), Ks.max(), 50)
-    ax[0].plot(kk, 1 / np.sqrt(kk), "k--", label="1/sqrt(K)")
-    ax[0].axhline(np.sqrt(0.5), color="k", ls=":", label="sqrt(2)/2")
-    ax[0].set(xscale="log", xlabel="K", ylabel="median l2 radius", title="(a) radius vs K")
-    ax[0].legend(fontsize=6, ncol=2)
-    bottom = np.zeros(len(names))
-    for k, kind in enumerate(("linear", "relu", "centres")):
-        ax[1].barh(names, share[:, -1, k], left=bottom, label=kind)
-        bottom += share[:, -1, k]
-    ax[1].set(xlabel=f"share of dominant-neuron contribution (K={int(Ks[-1])})",
-              title="(b) nearest direction kind")
-    ax[1].legend(fontsize=7)
-    path = fig_dir / "activation_zoo.png"
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    fam_colour = {"relu": p_colour(1), "smooth": OKABE_ITO["orange"], "prelu": p_colour(3),
+                  "relu_p": OKABE_ITO["purple"]}
+    fam_order = ["relu", "smooth", "prelu", "relu_p"]
+    markers = "osD^vP"
+    order = sorted(range(len(names)), key=lambda i: fam_order.index(_family(names[i])))
+    n_fam = {f: sum(_family(n) == f for n in names) for f in fam_order}
+    with paper_style():
+        fig, ax = new_figure("double", aspect=0.42, ncols=2, width_ratios=[1.25, 1])
+        a = ax[0]
+        # y = radius * sqrt(K): the ReLU / linear prediction 1/sqrt(K) becomes the line y = 1
+        kk = np.geomspace(Ks.min() * 0.8, Ks.max() * 1.25, 50)
+        a.axhline(1.0, color=THEORY_RELU, ls="--", lw=0.9, zorder=1)
+        a.plot(kk, np.sqrt(kk / 2), color=THEORY_OPT, ls=":", lw=1.1, zorder=4)
+        a.text(kk[-1], 0.96, r"$1/\sqrt{K}$: ReLU $F$, linear boundary", fontsize=6.5,
+               color=THEORY_RELU, va="top", ha="right")
+        km = np.sqrt(Ks.min() * Ks.max())
+        a.text(km, np.sqrt(km / 2) + 0.12, r"$\sqrt{2}/2$: $F_3$ (centres)", fontsize=6.5,
+               color=THEORY_OPT, va="bottom", ha="right")
+        seen: dict[str, int] = {}
+        for i in order:
+            fam = _family(names[i])
+            j = seen[fam] = seen.get(fam, -1) + 1
+            # ReLU-type left of K, smooth right of K, markers spread within a family, so that
+            # activations with the same radius stay visible
+            shift = {"relu": -0.075, "smooth": 0.075}.get(fam, 0.0)
+            dodge = np.exp(shift + 0.03 * (j - (n_fam[fam] - 1) / 2))
+            hi = fam == "prelu"
+            a.plot(Ks * dodge, med[i] * np.sqrt(Ks), marker=markers[j % len(markers)],
+                   color=fam_colour[fam], lw=1.8 if hi else 0.7, ms=4.5 if hi else 3,
+                   mfc=fam_colour[fam] if hi else "white", mew=0.8, label=_pretty(names[i]),
+                   zorder=3 if hi else 2)
+        a.set(xscale="log", xlabel="number of subclasses $K$",
+              ylabel=r"median $\ell_2$ radius $\times \sqrt{K}$")
+        a.set_xticks(Ks, [f"{k:g}" for k in Ks])
+        a.set_xlim(kk[0], kk[-1])
+        a.xaxis.set_minor_formatter(NullFormatter())
+        a.set_ylim(0.8, max(1.1 * np.nanmax(med * np.sqrt(Ks)), 1.2))
+        a.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=3, fontsize=6,
+                 handlelength=1.8, columnspacing=0.8, labelspacing=0.25)
+        panel_label(a, "a", r"radius in units of $1/\sqrt{K}$ (markers offset in $K$)")
+        b = ax[1]
+        kinds = [("linear", r"$\pm\bar m$ (linear)", fam_colour["smooth"]),
+                 ("relu", r"$\bar\mu_\pm$ (ReLU $F$)", fam_colour["relu"]),
+                 ("centres", r"centres $\mu_k$ ($F_3$)", fam_colour["prelu"])]
+        yy = np.arange(len(names))[::-1]
+        left = np.zeros(len(names))
+        for k, (_, lab, col) in enumerate(kinds):
+            v = share[order, -1, k]
+            b.barh(yy, v, left=left, color=col, label=lab, height=0.75, lw=0)
+            left += v
+        b.set_yticks(yy, [_pretty(names[i]) for i in order], fontsize=6.5)
+        for tick, i in zip(b.get_yticklabels(), order):
+            tick.set_color(fam_colour[_family(names[i])])
+        b.tick_params(axis="y", length=0)
+        b.set(xlim=(0, 1), ylim=(-0.6, len(names) - 0.4),
+              xlabel=f"share of dominant-neuron mass (K={int(Ks[-1])})")
+        b.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=3, handlelength=1.0,
+                 columnspacing=1.0)
+        panel_label(b, "b", "direction the dominant neurons align with")
+        fig.suptitle("Activation zoo, two-layer nets trained from small init on Gaussian-"
+                     "subclass data: robustness radius and learned directions", fontsize=8)
+        path = fig_dir / "activation_zoo.png"
+        save_figure(fig, path, formats=("png",))
     return [path]
 
 

@@ -297,31 +297,119 @@ def _checks(cfg: dict, res: dict, modes) -> list:
     return checks
 
 
+def _parse_tag(tag: str) -> tuple[str, str, str, bool]:
+    """Inverse of `_tag`: (arch, beta string, placement, FGSM-trained)."""
+    at = tag.endswith("_fgsm")
+    core = tag[: -len("_fgsm")] if at else tag
+    rest, pl = core.rsplit("_L", 1)
+    arch, beta = rest.rsplit("_b", 1)
+    return arch, beta, pl, at
+
+
+def _beta_key(beta: str) -> float:
+    return np.inf if beta == "none" else float(beta)
+
+
 def plot(arrays: dict, summary: dict, fig_dir) -> list:
-    """(a) robust accuracies per configuration (PGD vs gradient-free); (b) layer distances."""
-    import matplotlib.pyplot as plt
+    """(a) clean / robust accuracy per configuration, masked ones flagged; (b) layer distances."""
+    from matplotlib.lines import Line2D
+
+    from gradflow.plots.style import OKABE_ITO, new_figure, panel_label, paper_style, save_figure
 
     rows = [str(r) for r in arrays["table_rows"]]
     T = arrays["table"]
-    fig, ax = plt.subplots(1, 2, figsize=(14, 0.28 * len(rows) + 2.5))
-    yy = np.arange(len(rows))
-    for j, (lab, col) in enumerate([("clean", "k"), ("PGD l-inf", "C0"), ("PGD l2", "C1"),
-                                    ("l2 vs all attacks (est.)", "C3")]):
-        ax[0].scatter(T[:, j], yy, color=col, label=lab, s=14)
-    for i in np.nonzero(T[:, 6] > 0)[0]:
-        ax[0].annotate("masked", (1.0, yy[i]), fontsize=6, color="C3", va="center")
-    ax[0].set(yticks=yy, xlabel="accuracy", xlim=(0, 1.12), title="(a) clean / robust accuracy")
-    ax[0].set_yticklabels(rows, fontsize=6)
-    ax[0].legend(fontsize=7)
-    for i, r in enumerate(rows):
-        d = arrays[f"{r}_layer_dist"][:, 2]
-        ax[1].plot(np.arange(1, d.size + 1), d, "o-", lw=1, label=r if i < 12 else None)
-    ax[1].set(xlabel="hidden layer", ylabel="mean ||dh|| / mean ||h||", yscale="log",
-              title="(b) relative l2 distance, clean vs PGD l-inf")
-    ax[1].legend(fontsize=5)
-    path = fig_dir / "capped_relu.png"
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    parsed = {r: _parse_tag(r) for r in rows}
+    archs = list(dict.fromkeys(a for a, _, _, _ in parsed.values()))
+    pl_order = {"1": 0, "2": 1, "3": 2, "all": 3}
+    # rows top to bottom: plain ReLU first, then decreasing cap beta; standard before FGSM-AT
+    order = sorted(range(len(rows)), key=lambda i: (
+        archs.index(parsed[rows[i]][0]), -_beta_key(parsed[rows[i]][1]), parsed[rows[i]][3],
+        pl_order.get(parsed[rows[i]][2], 9)))
+
+    def label(r):
+        arch, beta, pl, at = parsed[r]
+        where = "all layers" if pl == "all" else f"layer {pl}"
+        s = "ReLU, no cap" if beta == "none" else rf"$\beta$={beta}, {where}"
+        s += " + FGSM-AT" if at else ""
+        return f"{arch}: {s}" if len(archs) > 1 else s
+
+    metrics = [("clean", dict(marker="o", mfc="white", mec=OKABE_ITO["black"])),
+               (r"PGD $\ell_\infty$", dict(marker="o", color=OKABE_ITO["blue"])),
+               (r"PGD $\ell_2$", dict(marker="s", color=OKABE_ITO["orange"])),
+               (r"$\ell_2$, best of all attacks", dict(marker="^", color=OKABE_ITO["vermillion"]))]
+    pl_colour = {"1": OKABE_ITO["green"], "2": OKABE_ITO["purple"], "3": OKABE_ITO["skyblue"],
+                 "all": OKABE_ITO["black"]}
+    groups = sorted({(a, b) for a, b, _, _ in parsed.values()},
+                    key=lambda g: (archs.index(g[0]), -_beta_key(g[1])))
+    betas = list(dict.fromkeys(b for _, b in groups))
+    ncol = min(len(betas), 2)
+    nrow = -(-len(betas) // ncol)
+    with paper_style():
+        fig = new_figure("double", aspect=max(0.5, 0.15 + 0.022 * len(rows)))[0]
+        fig.clear()
+        fa, fb = fig.subfigures(1, 2, width_ratios=[1.1, 1.0], wspace=0.02)
+        ax = fa.subplots()
+        yy = np.arange(len(rows))[::-1]
+        for y, i in zip(yy, order):
+            g = groups.index(parsed[rows[i]][:2])
+            if g % 2 == 0:
+                ax.axhspan(y - 0.5, y + 0.5, color="0.93", lw=0, zorder=0)
+            ax.plot([T[i, 1:4].min(), T[i, 0]], [y, y], color="0.6", lw=0.6, zorder=1)
+            if T[i, 6] > 0:
+                ax.axhspan(y - 0.5, y + 0.5, color=OKABE_ITO["vermillion"], alpha=0.15, lw=0)
+                ax.text(1.01, y, "masked", color=OKABE_ITO["vermillion"], fontsize=6,
+                        va="center", ha="left", fontweight="bold")
+        for j, (lab, kw) in enumerate(metrics):
+            ax.plot(T[order, j], yy, ls="none", ms=3.5, label=lab, zorder=3, **kw)
+        ax.axvline(0.1, color="0.4", ls=":", lw=0.8, zorder=1)
+        ax.set_yticks(yy, [label(rows[i]) for i in order], fontsize=6)
+        for tick, i in zip(ax.get_yticklabels(), order):
+            if T[i, 6] > 0:
+                tick.set_color(OKABE_ITO["vermillion"])
+        ax.set(xlabel="accuracy (dotted: chance)", xlim=(0, 1.13), ylim=(-0.6, len(rows) - 0.4))
+        ax.tick_params(axis="y", length=0)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.11), ncols=2, handletextpad=0.3)
+        panel_label(ax, "a", "accuracy (red: masking flagged)")
+        axb = np.atleast_1d(fb.subplots(nrow, ncol, sharex=True, sharey=True)).ravel()
+        for k, beta in enumerate(betas):
+            a = axb[k]
+            for r in rows:
+                arch, b, pl, at = parsed[r]
+                if b != beta:
+                    continue
+                d = arrays[f"{r}_layer_dist"][:, 2]
+                a.plot(np.arange(1, d.size + 1), d, color="0.5" if b == "none" else pl_colour[pl],
+                       ls="--" if at else "-", marker="os"[archs.index(arch) % 2], ms=2.5,
+                       lw=1.0)
+            a.set_title("plain ReLU (no cap)" if beta == "none" else rf"cap $\beta$ = {beta}",
+                        fontsize=7, pad=2)
+            a.set(yscale="log", xticks=[1, 2, 3])
+        for a in axb[len(betas):]:
+            a.set_visible(False)
+        for a in axb[(nrow - 1) * ncol:]:
+            a.set_xlabel("hidden layer")
+        for a in axb[::ncol]:
+            a.set_ylabel(r"$\|\Delta h\|_2\,/\,\|h\|_2$")
+        handles = [Line2D([], [], color=c, label="all layers" if p == "all" else f"layer {p}")
+                   for p, c in pl_colour.items()
+                   if any(q == p and bb != "none" for _, bb, q, _ in parsed.values())]
+        handles += [Line2D([], [], color="0.3", label="standard")]
+        if any(at for _, _, _, at in parsed.values()):
+            handles += [Line2D([], [], color="0.3", ls="--", label="FGSM-AT")]
+        if len(archs) > 1:
+            handles += [Line2D([], [], color="0.3", marker="os"[i % 2], ls="none", label=a)
+                        for i, a in enumerate(archs)]
+        fb.legend(handles=handles, loc="outside lower center", ncols=3, title="capped layer",
+                  title_fontsize=7)
+        fb.suptitle(r"(b) hidden-layer change $x \to x_{adv}$ (PGD $\ell_\infty$)",
+                    fontsize=7, x=0.02, ha="left")
+        widths = summary["effective_config"].get("widths", {})
+        nets = ", ".join(f"784-{'-'.join(map(str, widths[a]))}-10" if a in widths else a
+                         for a in archs)
+        fig.suptitle(rf"Capped ReLU $\max(0, \min(z, \beta))$ in MNIST MLPs ({nets}): "
+                     "does a cap give robustness, or only masked gradients?", fontsize=8)
+        path = fig_dir / "capped_relu.png"
+        save_figure(fig, path, formats=("png",))
     return [path]
 
 

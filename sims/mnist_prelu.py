@@ -237,32 +237,45 @@ def _run(cfg: dict, ctx) -> StudyOutput:
 
 
 def plot(arrays: dict, summary: dict, fig_dir) -> list:
-    """Per task: robust accuracy vs l-inf radius by p, training curves, stable ranks."""
-    import matplotlib.pyplot as plt
+    """Per task: robust accuracy vs l-inf radius by p, radius survival, training, stable ranks."""
+    from gradflow.plots.style import (
+        new_figure,
+        p_colour,
+        p_label,
+        panel_label,
+        paper_style,
+        save_figure,
+    )
 
     cfg = summary["effective_config"]
+    names = {"parity": "MNIST parity (even vs odd)", "digits": "MNIST 10-class"}
     out = []
     for task in cfg["tasks"]:
-        fig, ax = plt.subplots(1, 4, figsize=(15, 3.4))
-        for i, p in enumerate(cfg["ps"]):
-            tag, col = f"{task}_p{float(p):g}", f"C{i}"
-            ax[0].plot(cfg["linf_radii"], arrays[f"{tag}_linf"], "o-", color=col, label=f"p={p:g}")
-            r = np.sort(arrays[f"{tag}_radii"])
-            ax[1].plot(r, 1 - np.arange(1, r.size + 1) / r.size, color=col, label=f"p={p:g}")
-            if f"{tag}_test_acc" in arrays:
-                ax[2].plot(arrays[f"{tag}_test_acc"], color=col, label=f"p={p:g} test")
-                ax[3].plot(arrays[f"{tag}_rank_H"], color=col, label=f"p={p:g} H")
-                ax[3].plot(arrays[f"{tag}_rank_W"], color=col, ls="--")
-        ax[0].set(xlabel="l-inf radius", ylabel="robust accuracy", title=f"{task}: PGD l-inf")
-        ax[1].set(xlabel="l2 radius", ylabel="fraction with radius > r",
-                  title="per-sample l2 radii (min-norm)")
-        ax[2].set(xlabel="epoch", ylabel="test accuracy", title="training")
-        ax[3].set(xlabel="epoch", ylabel="stable rank", title="rank H (solid), W (dashed)")
-        for a in ax:
-            a.legend(fontsize=7)
-        path = fig_dir / f"mnist_prelu_{task}.png"
-        fig.savefig(path, dpi=110, bbox_inches="tight")
-        plt.close(fig)
+        with paper_style():
+            fig, ax = new_figure("double", aspect=0.29, ncols=4)
+            for p in cfg["ps"]:
+                tag, col, lab = f"{task}_p{float(p):g}", p_colour(p), p_label(p)
+                ax[0].plot(cfg["linf_radii"], arrays[f"{tag}_linf"], "o-", color=col, label=lab)
+                r = np.sort(arrays[f"{tag}_radii"])
+                ax[1].step(r, 1 - np.arange(1, r.size + 1) / r.size, where="post", color=col)
+                if f"{tag}_test_acc" in arrays:
+                    ax[2].plot(arrays[f"{tag}_test_acc"], color=col)
+                    ax[3].plot(arrays[f"{tag}_rank_H"], color=col)
+                    ax[3].plot(arrays[f"{tag}_rank_W"], color=col, ls="--", lw=0.9)
+            ax[0].set(xlabel=r"$\ell_\infty$ radius $\varepsilon$", ylabel="robust accuracy",
+                      ylim=(-0.02, 1.02))
+            panel_label(ax[0], "a", r"PGD $\ell_\infty$ attack")
+            ax[1].set(xlabel=r"$\ell_2$ radius $r$", ylabel=r"P(radius $> r$)", ylim=(-0.02, 1.02))
+            panel_label(ax[1], "b", r"per-sample min-norm $\ell_2$ radii")
+            ax[2].set(xlabel="epoch", ylabel="test accuracy")
+            panel_label(ax[2], "c", "training")
+            ax[3].set(xlabel="epoch", ylabel="stable rank", yscale="log")
+            panel_label(ax[3], "d", "hidden H (solid), weights W (dashed)")
+            ax[2].legend(*ax[0].get_legend_handles_labels(), loc="lower right")
+            fig.suptitle(f"{names.get(task, task)}: two-layer pReLU nets, width {cfg['width']}",
+                         fontsize=8)
+            path = fig_dir / f"mnist_prelu_{task}.png"
+            save_figure(fig, path, formats=("png",))
         out.append(path)
     return out
 

@@ -190,27 +190,47 @@ def _run(cfg: dict, ctx) -> StudyOutput:
     return StudyOutput(checks=checks, arrays=arrays, metrics=metrics)
 
 
+_ACT_NAMES = {"relu": "ReLU", "softplus": "softplus", "param_softplus": "param.\nsoftplus",
+              "silu": "SiLU", "gelu": "GELU", "elu": "ELU",
+              "relu_softplus_grad": "ReLU,\nsoftplus grad"}
+
+
 def plot(arrays: dict, summary: dict, fig_dir) -> list:
     """Clean and PGD-k robust accuracy per activation, one panel per architecture."""
-    import matplotlib.pyplot as plt
+    from gradflow.plots.style import OKABE_ITO, new_figure, panel_label, paper_style, save_figure
 
     cfg = summary["effective_config"]
     acts = [str(a) for a in arrays["activations"]]
     ks = [int(k) for k in arrays["pgd_steps"]]
-    fig, axes = plt.subplots(1, len(cfg["archs"]), figsize=(6 * len(cfg["archs"]), 3.6),
-                             squeeze=False)
-    x = np.arange(len(acts))
-    for ax, arch in zip(axes[0], cfg["archs"]):
-        T = arrays[f"{arch}_table"]
-        w = 0.8 / T.shape[1]
-        for j, lab in enumerate(["clean"] + [f"PGD-{k}" for k in ks]):
-            ax.bar(x + (j - T.shape[1] / 2 + 0.5) * w, T[:, j], width=w, label=lab)
-        ax.set(xticks=x, ylim=(0, 1), ylabel="accuracy", title=f"{arch}, eps={cfg['eps']:g}")
-        ax.set_xticklabels(acts, rotation=30, fontsize=7, ha="right")
-        ax.legend(fontsize=7)
-    path = fig_dir / "smooth_at.png"
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    names = {"cnn": "small CNN", "mlp": "MLP"}
+    pgd_cols = [OKABE_ITO[c] for c in ("skyblue", "blue", "vermillion", "orange", "purple")]
+    cols = ["0.72"] + [pgd_cols[j % len(pgd_cols)] for j in range(len(ks))]
+    labels = ["clean"] + [f"PGD-{k}" for k in ks]
+    with paper_style():
+        n = len(cfg["archs"])
+        fig, axes = new_figure("double", aspect=0.34, ncols=n, sharey=True, squeeze=False)
+        x = np.arange(len(acts))
+        for i, (ax, arch) in enumerate(zip(axes[0], cfg["archs"])):
+            T = arrays[f"{arch}_table"]
+            w = 0.84 / T.shape[1]
+            for j, (lab, col) in enumerate(zip(labels, cols)):
+                ax.bar(x + (j - T.shape[1] / 2 + 0.5) * w, T[:, j], width=w, color=col,
+                       label=lab, lw=0)
+            ax.axhline(0.1, color="0.3", ls=":", lw=0.8, label="chance")
+            ax.set_xticks(x, [_ACT_NAMES.get(a, a) for a in acts], fontsize=6.5)
+            ax.tick_params(axis="x", length=0)
+            ax.set(ylim=(0, 1), xlim=(-0.55, len(acts) - 0.45))
+            if i == 0:
+                ax.set_ylabel("accuracy")
+            panel_label(ax, "abcdefgh"[i], names.get(arch, arch))
+        h, lab = axes[0, 0].get_legend_handles_labels()
+        fig.legend(h[1:] + h[:1], lab[1:] + lab[:1], loc="outside lower center",
+                   ncols=len(labels) + 1)
+        fig.suptitle(rf"Single-step adversarial training with smooth activations, MNIST: "
+                     rf"clean and PGD-$k$ $\ell_\infty$ accuracy at $\varepsilon$={cfg['eps']:g}",
+                     fontsize=8)
+        path = fig_dir / "smooth_at.png"
+        save_figure(fig, path, formats=("png",))
     return [path]
 
 
