@@ -128,6 +128,7 @@ def loss_and_grad(
       dL/dW_j = sum_i H_ij phi'(z_ij) s_ij x_i  -  q (v_j . dL/dv_j) w_j / ||w_j||^2
     where s_ij = ||w_j||^-q ||x_i||^-r. The second term comes from
     differentiating ||w||^-q. The centre is not trained (its gradient is zero).
+    For one output, H = g v^T and the first term is v_j ||w_j||^-q [phi'(Z)^T (g ||x||^-r X)]_j.
     """
     check_loss(loss, cfg.n_outputs)
     act, Xc, q, r = _prepare(params, X, cfg)
@@ -143,12 +144,14 @@ def loss_and_grad(
     value, g = mean_loss_and_dlogits(f, np.asarray(y), loss)
     grad_v = S.T @ g
     if v.ndim == 1:
-        dPhi *= g[:, None]
-        dPhi *= v
+        # H = g v^T is rank one, so fold g (and the x-scale) into X and v (and the w-scale)
+        # into the result: one pass over the (n, D) array instead of two over the (n, h) one.
+        gx = g if xscale is None else g * xscale
+        row = v if wscale is None else v * wscale
+        grad_W = (dPhi.T @ (gx[:, None] * Xc)) * row[:, None]
     else:
         dPhi *= g @ v.T
-    A = _apply_scales(dPhi, wscale, xscale, inplace=True)
-    grad_W = A.T @ Xc
+        grad_W = _apply_scales(dPhi, wscale, xscale, inplace=True).T @ Xc
     if q != 0:
         coef = grad_v * v if v.ndim == 1 else np.sum(grad_v * v, axis=1)
         grad_W -= (q * coef / np.sum(W * W, axis=1))[:, None] * W
