@@ -63,7 +63,7 @@ from gradflow import (
     to_torch,
 )
 from gradflow.attacks.radius import attack_radius
-from gradflow.backend import TrainConfig, make_two_layer, train
+from gradflow.backend import TrainConfig, make_two_layer, torch_threads, train
 from gradflow.dynamics import Stop, simulate
 from gradflow.dynamics.reduced import Potential, find_extremal_vectors
 from gradflow.studies import Study, StudyOutput, make_check, register_study
@@ -208,13 +208,8 @@ def _reduced_prediction(K: int, p: float, cfg: dict, seed: int) -> str:
 
 
 def run(cfg: dict, ctx) -> StudyOutput:
-    saved = torch.get_num_threads()  # one thread: intra-op threads thrash on a loaded CPU
-    if int(cfg["threads"]) > 0:
-        torch.set_num_threads(int(cfg["threads"]))
-    try:
+    with torch_threads(int(cfg["threads"])):  # one thread: intra-op threads thrash when loaded
         return _run(cfg, ctx)
-    finally:
-        torch.set_num_threads(saved)
 
 
 def _run(cfg: dict, ctx) -> StudyOutput:

@@ -34,7 +34,7 @@ import torch
 from gradflow.attacks import PGD, MinNormL2
 from gradflow.attacks.masking import RaySearchL2, check_gradient_masking
 from gradflow.attacks.training import fgsm_hook, pgd_hook
-from gradflow.backend import MLP, TrainConfig, train
+from gradflow.backend import MLP, TrainConfig, torch_threads, train
 from gradflow.mnist import load_mnist
 from gradflow.studies import Study, StudyOutput, make_check, register_study
 
@@ -182,13 +182,8 @@ def _train_one(cfg, widths, specs, Xtr, ytr, at: bool, ctx) -> MLP:
 
 
 def run(cfg: dict, ctx) -> StudyOutput:
-    saved = torch.get_num_threads()  # one thread: intra-op threads thrash on a loaded CPU
-    if int(cfg["threads"]) > 0:
-        torch.set_num_threads(int(cfg["threads"]))
-    try:
+    with torch_threads(int(cfg["threads"])):  # one thread: intra-op threads thrash when loaded
         return _run(cfg, ctx)
-    finally:
-        torch.set_num_threads(saved)
 
 
 def _run(cfg: dict, ctx) -> StudyOutput:

@@ -25,7 +25,7 @@ import torch
 
 from gradflow import DataConfig, InitConfig, ModelConfig, init_params, make_subclass_data, to_torch
 from gradflow.attacks.radius import attack_radius
-from gradflow.backend import TrainConfig, train
+from gradflow.backend import TrainConfig, torch_threads, train
 from gradflow.dynamics import Stop, simulate
 from gradflow.metrics import Trajectory, direction_cosines, summarize_alignment
 from gradflow.studies import Study, StudyOutput, make_check, register_study
@@ -91,10 +91,7 @@ def _train_all(cfg: dict, p: float, seed: int, device: str) -> dict:
 
 def run(cfg: dict, ctx) -> StudyOutput:
     K, ps = cfg["K"], cfg["ps"]
-    old_threads = torch.get_num_threads()
-    if cfg["threads"] > 0:
-        torch.set_num_threads(cfg["threads"])
-    try:
+    with torch_threads(cfg["threads"]):
         res = {p: _train_all(cfg, p, ctx.seed, ctx.device) for p in ps}
         radii, cos, summ = {}, {}, {}
         for p in ps:
@@ -109,8 +106,6 @@ def run(cfg: dict, ctx) -> StudyOutput:
                 summ[p, m] = summarize_alignment(Trajectory(
                     t=np.zeros(1), W=P.W[None], v=P.v[None], centres=test.centres,
                     subclass_labels=test.subclass_labels))
-    finally:
-        torch.set_num_threads(old_threads)
     med = {k: float(np.median(v)) for k, v in radii.items()}
     r_f, r_opt = 1 / np.sqrt(K), np.sqrt(2) / 2
     checks = []

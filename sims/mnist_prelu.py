@@ -41,7 +41,7 @@ from gradflow import (
 )
 from gradflow.attacks import PGD
 from gradflow.attacks.radius import attack_radius
-from gradflow.backend import TrainConfig, train
+from gradflow.backend import TrainConfig, torch_threads, train
 from gradflow.mnist import load_mnist
 from gradflow.studies import Study, StudyOutput, make_check, register_study
 
@@ -173,13 +173,8 @@ def _one(cfg: dict, task: str, p: float, data, Xtr, ytr, ctx) -> dict:
 def run(cfg: dict, ctx) -> StudyOutput:
     # torch's intra-op threads spin against each other on a loaded shared CPU (10x slower
     # measured with 2 threads at load 11 on 2 cores); `threads` = 0 keeps torch's default.
-    saved = torch.get_num_threads()
-    if int(cfg["threads"]) > 0:
-        torch.set_num_threads(int(cfg["threads"]))
-    try:
+    with torch_threads(int(cfg["threads"])):
         return _run(cfg, ctx)
-    finally:
-        torch.set_num_threads(saved)
 
 
 def _run(cfg: dict, ctx) -> StudyOutput:

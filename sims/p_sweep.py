@@ -30,7 +30,7 @@ import torch
 
 from gradflow import DataConfig, InitConfig, ModelConfig, make_subclass_data, to_torch
 from gradflow.attacks.radius import attack_radius
-from gradflow.backend import EnsembleMember, TrainConfig, train_ensemble
+from gradflow.backend import EnsembleMember, TrainConfig, torch_threads, train_ensemble
 from gradflow.dynamics import Potential, find_extremal_vectors
 from gradflow.metrics import Trajectory, summarize_alignment
 from gradflow.studies import Study, StudyOutput, make_check, register_study
@@ -87,10 +87,7 @@ def run(cfg: dict, ctx) -> StudyOutput:
     members = [EnsembleMember(model=ModelConfig(width=cfg["width"], p=p),
                               init=InitConfig(eps=cfg["eps"], mode="balanced", seed=ctx.seed),
                               data=data_cfg, seed=ctx.seed) for p in ps]
-    old = torch.get_num_threads()
-    if cfg["threads"] > 0:
-        torch.set_num_threads(cfg["threads"])
-    try:
+    with torch_threads(cfg["threads"]):
         ctx.log(f"p_sweep: GD ensemble of {len(ps)} nets")
         res = train_ensemble(members, TrainConfig(
             optimizer="gd", lr=cfg["lr"], epochs=int(round(cfg["t_end"] / cfg["lr"])),
@@ -107,8 +104,6 @@ def run(cfg: dict, ctx) -> StudyOutput:
             net = to_torch(P, members[i].model)
             med[p] = float(np.median(attack_radius(net, X, y, lower="none",
                                                    seed=ctx.seed).upper.numpy()))
-    finally:
-        torch.set_num_threads(old)
     # 3. exact radius of F_p at a positive centre (numerical) vs the closed form
     exact = {p: float(exact_radius(C[0], ideal_Fp(C, lab, p), seed=ctx.seed).radius[0])
              for p in ps}

@@ -16,14 +16,12 @@ Uses only the public API.
 """
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import torch
 
 from gradflow import DataConfig, InitConfig, ModelConfig, make_subclass_data, to_torch
 from gradflow.attacks.radius import attack_radius
-from gradflow.backend import EnsembleMember, TrainConfig, train_ensemble
+from gradflow.backend import EnsembleMember, TrainConfig, torch_threads, train_ensemble
 from gradflow.dynamics import Stop, simulate
 from gradflow.studies import Study, StudyOutput, make_check, register_study
 from gradflow.theory import population_potential
@@ -72,18 +70,6 @@ def _validate(cfg: dict) -> None:
             raise ValueError(f"`{key}` must be an integer >= 1, got {cfg[key]}")
     if cfg["threads"] < 0:
         raise ValueError(f"`threads` must be >= 0 (0: leave torch's setting), got {cfg['threads']}")
-
-
-@contextlib.contextmanager
-def torch_threads(n: int):
-    """n torch CPU threads inside the block (0: unchanged); 1 is fastest on a loaded machine."""
-    old = torch.get_num_threads()
-    if n > 0:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 def g_star(K: int, K1: int, p: float) -> float:

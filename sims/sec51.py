@@ -24,8 +24,6 @@ Uses only the public API.
 """
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import torch
 
@@ -33,7 +31,7 @@ from gradflow import DataConfig, InitConfig, ModelConfig, make_subclass_data, to
 from gradflow.attacks import reference_pgd
 from gradflow.attacks.curves import accuracy_from_radii, robust_accuracy_curve
 from gradflow.attacks.radius import attack_radius
-from gradflow.backend import EnsembleMember, TrainConfig, train_ensemble
+from gradflow.backend import EnsembleMember, TrainConfig, torch_threads, train_ensemble
 from gradflow.metrics import Trajectory, contributions, direction_cosines, summarize_alignment
 from gradflow.studies import Study, StudyOutput, make_check, register_study
 from gradflow.theory import ideal_F, ideal_Fp, sup_distance
@@ -87,19 +85,6 @@ def _validate(cfg: dict) -> None:
         raise ValueError(f"`n_attack` must be <= n={cfg['n']}, got {cfg['n_attack']}")
     if cfg["threads"] < 0:
         raise ValueError(f"`threads` must be >= 0 (0: leave torch's setting), got {cfg['threads']}")
-
-
-@contextlib.contextmanager
-def torch_threads(n: int):
-    """Run with n torch CPU threads (0: unchanged). On a shared, loaded machine 1 thread is
-    several times faster than contending for all cores with tiny matrices."""
-    old = torch.get_num_threads()
-    if n > 0:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 def _members(cfg: dict, seed: int) -> list[EnsembleMember]:

@@ -27,7 +27,7 @@ import torch
 
 from gradflow.attacks import PGD
 from gradflow.attacks.training import pgd_hook
-from gradflow.backend import MLP, SmallCNN, TrainConfig, train
+from gradflow.backend import MLP, SmallCNN, TrainConfig, torch_threads, train
 from gradflow.mnist import load_mnist
 from gradflow.studies import Study, StudyOutput, make_check, register_study
 
@@ -115,13 +115,8 @@ def _train_eval(cfg: dict, arch: str, act: str, Xtr, ytr, X, y, ctx) -> dict:
 
 
 def run(cfg: dict, ctx) -> StudyOutput:
-    saved = torch.get_num_threads()  # one thread: intra-op threads thrash on a loaded CPU
-    if int(cfg["threads"]) > 0:
-        torch.set_num_threads(int(cfg["threads"]))
-    try:
+    with torch_threads(int(cfg["threads"])):  # one thread: intra-op threads thrash when loaded
         return _run(cfg, ctx)
-    finally:
-        torch.set_num_threads(saved)
 
 
 def _run(cfg: dict, ctx) -> StudyOutput:

@@ -15,6 +15,16 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist"
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny torch problems: one intra-op thread avoids OpenMP hand-off costs on a busy
+    2-core machine (measured 7-20x faster there)."""
+    from gradflow.backend import torch_threads
+
+    with torch_threads(1):
+        yield
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)

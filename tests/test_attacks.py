@@ -19,13 +19,7 @@ from gradflow.torch_model import TwoLayerNet
 D = 30
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny problems: thread hand-off dominates on a loaded 2-core machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class Linear(torch.nn.Module):

@@ -22,12 +22,7 @@ from gradflow.theory.radii import radius_closed_form
 ROUND = 1e-9
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _check(K: int, kind: str, noisy: bool, n: int):

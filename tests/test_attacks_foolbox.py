@@ -36,12 +36,7 @@ class MarginAsLogits(torch.nn.Module):
         return torch.stack([-f / 2, f / 2], 1)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _foolbox_radius(attack, fmodel, x, labels):

@@ -10,13 +10,7 @@ from gradflow.config import DataConfig, ModelConfig
 from gradflow.data import make_subclass_data
 from gradflow.torch_model import TwoLayerNet
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _linear_net(D=5):

@@ -29,13 +29,7 @@ from gradflow.torch_model import export_reference_checkpoint, load_reference_che
 DATA = DataConfig(K=4, K1=2, D=12, alpha=0.2, n=120, seed=3)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These problems are tiny: one thread avoids OpenMP hand-off costs on a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def quiet(**kw) -> TrainConfig:
@@ -456,3 +450,17 @@ def test_loss_must_fit_the_output_count(data):
     with pytest.raises(ValueError, match="`loss`"):
         train(SmallCNN(n_classes=3, channels=(2, 2), hidden=4), (np.zeros((4, 784)),
                                                                  np.ones(4)), quiet())
+
+
+def test_torch_threads_restores_and_validates():
+    from gradflow.backend import torch_threads
+
+    before = torch.get_num_threads()
+    with torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with torch_threads(0):  # 0: leave torch's setting alone
+        assert torch.get_num_threads() == before
+    with pytest.raises(ValueError, match=r"`threads` must be an integer >= 0"):
+        with torch_threads(-1):
+            pass

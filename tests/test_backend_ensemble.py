@@ -18,14 +18,7 @@ from gradflow.backend.ensemble import auto_chunk, member_bytes
 from gradflow.config import DataConfig, InitConfig, ModelConfig
 from gradflow.losses import torch_loss
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These problems are tiny: one thread avoids OpenMP hand-off costs on a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def members(eps=(0.05, 0.05, 0.05, 0.05)):

@@ -15,14 +15,7 @@ from gradflow.torch_model import to_torch
 SMALL = dict(n_rounds=2, n_starts=64, n_steps=300, step=0.01)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny batches: torch's intra-op threads only contend on the shared 2-core machine
-    # (measured 15 s with 2 threads vs 0.7 s with 1 for the same run)
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

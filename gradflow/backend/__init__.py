@@ -6,7 +6,7 @@ one batched computation), ``TrainConfig``, the models ``MLP`` and ``SmallCNN``
 """
 from __future__ import annotations
 
-from .device import resolve_device, resolve_dtype
+from .device import resolve_device, resolve_dtype, torch_threads
 from .ensemble import (
     PAPER_TRAIN,
     BatchedTwoLayer,
@@ -35,5 +35,5 @@ __all__ = [
     "train_ensemble", "train_member", "EnsembleMember", "EnsembleResult", "BatchedTwoLayer",
     "paper_members", "paper_scale_ensemble", "PAPER_TRAIN",
     "MLP", "SmallCNN", "TwoLayerNet", "make_two_layer", "elementwise_activation",
-    "resolve_device", "resolve_dtype", "stable_rank_torch",
+    "resolve_device", "resolve_dtype", "stable_rank_torch", "torch_threads",
 ]

@@ -7,6 +7,9 @@ fallback, because a user who asks for the GPU wants to know it is not there.
 """
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 
 from .._validate import check_choice
@@ -46,3 +49,21 @@ def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
             raise ValueError(f"`dtype` must be one of 'float32', 'float64'; got {dtype}")
         return dtype
     return DTYPES[check_choice("dtype", dtype, tuple(DTYPES))]
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run the block with ``n`` torch intra-op CPU threads, restoring the old count after.
+
+    ``None`` or 0 leaves torch's setting alone. Small matrices run several times faster
+    on one thread than with all cores contending (measured on a loaded 2-core machine).
+    """
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 0):
+        raise ValueError(f"`threads` must be an integer >= 0 (0: unchanged), got {n!r}")
+    old = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
