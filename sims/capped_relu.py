@@ -25,9 +25,6 @@ Uses only the public API.
 """
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import torch
 
@@ -35,8 +32,7 @@ from gradflow.attacks import PGD, MinNormL2
 from gradflow.attacks.masking import RaySearchL2, check_gradient_masking
 from gradflow.attacks.training import fgsm_hook, pgd_hook
 from gradflow.backend import MLP, TrainConfig, torch_threads, train
-from gradflow.mnist import load_mnist
-from gradflow.studies import Study, StudyOutput, make_check, register_study
+from gradflow.studies import Study, StudyOutput, load_study_mnist, make_check, register_study
 
 DEFAULTS = {
     "archs": ["bottleneck", "reversed"],
@@ -80,15 +76,6 @@ def _validate(cfg: dict) -> None:
             raise ValueError(f"`{key}` must be > 0, got {cfg[key]}")
     if not 0 < float(cfg["mask_gap"]) < 1:
         raise ValueError(f"`mask_gap` must be in (0, 1), got {cfg['mask_gap']}")
-
-
-def _mnist(cfg: dict, seed: int):
-    path = cfg["mnist_path"] or None
-    if path is None and not (os.environ.get("GRADFLOW_DATA")
-                             or (Path.home() / ".cache" / "gradflow").is_dir()):
-        path = str(Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist")
-    return load_mnist(path, labels="digits", center=False, test_fraction=cfg["test_fraction"],
-                      seed=seed)
 
 
 def _specs(beta, placement) -> list[str]:
@@ -187,12 +174,8 @@ def run(cfg: dict, ctx) -> StudyOutput:
 
 
 def _run(cfg: dict, ctx) -> StudyOutput:
-    data = _mnist(cfg, ctx.seed)
-    n_train = int(cfg["n_train"]) or len(data.y_train)
-    Xtr, ytr = data.X_train[:n_train], data.y_train[:n_train]
-    n = min(int(cfg["n_eval"]), len(data.y_test))
-    X = torch.as_tensor(data.X_test[:n], dtype=torch.float32)
-    y = torch.as_tensor(data.y_test[:n])
+    m = load_study_mnist(cfg, ctx.seed)
+    data, Xtr, ytr, X, y = m.data, m.X_train, m.y_train, m.X_eval, m.y_eval
     modes = [False, True] if cfg["fgsm_train"] else [False]
     res, arrays, metrics = {}, {}, {"split_note": data.split_note}
     for arch, beta, pl in _configs(cfg):

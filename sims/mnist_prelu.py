@@ -27,7 +27,6 @@ Uses only the public API.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -42,8 +41,7 @@ from gradflow import (
 from gradflow.attacks import PGD
 from gradflow.attacks.radius import attack_radius
 from gradflow.backend import TrainConfig, torch_threads, train
-from gradflow.mnist import load_mnist
-from gradflow.studies import Study, StudyOutput, make_check, register_study
+from gradflow.studies import Study, StudyOutput, load_study_mnist, make_check, register_study
 
 PAPER = {  # Min & Vidal, parity task, robust accuracy p=1 and p=4 (THEORY.md section 7)
     ("linf", 0.05): (0.512, 0.913), ("linf", 0.1): (0.040, 0.637),
@@ -92,24 +90,6 @@ def _validate(cfg: dict) -> None:
                              f"got {loss!r}")
 
 
-def mnist_folder(path: str) -> str | None:
-    """Explicit path, else the loader's own search ($GRADFLOW_DATA, ~/.cache/gradflow), else
-    the shared folder beside the checkout (../shared/data/mnist)."""
-    if path:
-        return path
-    if os.environ.get("GRADFLOW_DATA") or (Path.home() / ".cache" / "gradflow").is_dir():
-        return None
-    return str(Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist")
-
-
-def _load(cfg: dict, task: str, seed: int):
-    data = load_mnist(mnist_folder(cfg["mnist_path"]), labels=task, center=False,
-                      test_fraction=cfg["test_fraction"], seed=seed)
-    n_train = int(cfg["n_train"]) or len(data.y_train)
-    Xtr, ytr = data.X_train[:n_train], data.y_train[:n_train]
-    return data, Xtr, ytr
-
-
 def _robust(model, X, y, cfg: dict, norm: str, radii, seed: int) -> np.ndarray:
     """Robust accuracy at each radius: correct and unbroken by every PGD loss in the config."""
     out = []
@@ -124,7 +104,7 @@ def _robust(model, X, y, cfg: dict, norm: str, radii, seed: int) -> np.ndarray:
     return np.array(out)
 
 
-def _one(cfg: dict, task: str, p: float, data, Xtr, ytr, ctx) -> dict:
+def _one(cfg: dict, task: str, p: float, data, Xtr, ytr, X, y, ctx) -> dict:
     C = data.n_classes
     name = f"{task}_p{p:g}"
     ckpt_in = Path(cfg["checkpoint_dir"]) / f"{name}.pt" if cfg["checkpoint_dir"] else None
@@ -153,9 +133,6 @@ def _one(cfg: dict, task: str, p: float, data, Xtr, ytr, ctx) -> dict:
     model = load_reference_checkpoint(state, p=float(p)).eval()
     for q in model.parameters():
         q.requires_grad_(False)
-    n = min(int(cfg["n_eval"]), len(data.y_test))
-    X = torch.as_tensor(data.X_test[:n], dtype=torch.float32)
-    y = torch.as_tensor(data.y_test[:n])
     if hist:  # the re-loaded checkpoint must compute exactly the trained net's logits
         with torch.no_grad():
             roundtrip = float((model(X) - net(X)).abs().max())
@@ -163,7 +140,7 @@ def _one(cfg: dict, task: str, p: float, data, Xtr, ytr, ctx) -> dict:
         clean = float((model(X).argmax(1) == y).double().mean())
     linf = _robust(model, X, y, cfg, "linf", cfg["linf_radii"], ctx.seed)
     l2 = _robust(model, X, y, cfg, "l2", cfg["l2_radii"], ctx.seed)
-    m = min(int(cfg["n_radius"]), n)
+    m = min(int(cfg["n_radius"]), len(y))
     # radii in float64: the ray root-finding resolves the boundary to ~1e-7 relative
     rad = attack_radius(model.double(), X[:m].double(), y[:m], lower="none", seed=ctx.seed)
     return {"hist": hist, "clean": clean, "linf": linf, "l2": l2,
@@ -182,9 +159,11 @@ def _run(cfg: dict, ctx) -> StudyOutput:
     arrays, metrics, checks = {}, {}, []
     note = ""
     for task in cfg["tasks"]:
-        data, Xtr, ytr = _load(cfg, task, ctx.seed)
+        m = load_study_mnist(cfg, ctx.seed, labels=task)
+        data = m.data
         note = data.split_note
-        res = {p: _one(cfg, task, p, data, Xtr, ytr, ctx) for p in ps}
+        res = {p: _one(cfg, task, p, data, m.X_train, m.y_train, m.X_eval, m.y_eval, ctx)
+               for p in ps}
         for p, r in res.items():
             tag = f"{task}_p{p:g}"
             for k, v in r["hist"].items():

@@ -19,17 +19,13 @@ Uses only the public API.
 """
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import torch
 
 from gradflow.attacks import PGD
 from gradflow.attacks.training import pgd_hook
 from gradflow.backend import MLP, SmallCNN, TrainConfig, torch_threads, train
-from gradflow.mnist import load_mnist
-from gradflow.studies import Study, StudyOutput, make_check, register_study
+from gradflow.studies import Study, StudyOutput, load_study_mnist, make_check, register_study
 
 PAPER_RANK = ["silu", "gelu", "elu", "relu"]  # ImageNet ResNet-50, PGD-50 robust accuracy
 PAPER = {"silu": (69.7, 42.3), "gelu": (69.9, 41.5), "elu": (69.0, 40.7), "relu": (68.8, 33.0)}
@@ -75,15 +71,6 @@ def _validate(cfg: dict) -> None:
             raise ValueError(f"`{key}` must be > 0, got {cfg[key]}")
 
 
-def _mnist(cfg: dict, seed: int):
-    path = cfg["mnist_path"] or None
-    if path is None and not (os.environ.get("GRADFLOW_DATA")
-                             or (Path.home() / ".cache" / "gradflow").is_dir()):
-        path = str(Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist")
-    return load_mnist(path, labels="digits", center=False, test_fraction=cfg["test_fraction"],
-                      seed=seed)
-
-
 def _model(cfg: dict, arch: str, spec: str) -> torch.nn.Module:
     if arch == "cnn":
         return SmallCNN(activation=spec, channels=tuple(int(c) for c in cfg["cnn_channels"]),
@@ -120,12 +107,8 @@ def run(cfg: dict, ctx) -> StudyOutput:
 
 
 def _run(cfg: dict, ctx) -> StudyOutput:
-    data = _mnist(cfg, ctx.seed)
-    n_train = int(cfg["n_train"]) or len(data.y_train)
-    Xtr, ytr = data.X_train[:n_train], data.y_train[:n_train]
-    n = min(int(cfg["n_eval"]), len(data.y_test))
-    X = torch.as_tensor(data.X_test[:n], dtype=torch.float32)
-    y = torch.as_tensor(data.y_test[:n])
+    m = load_study_mnist(cfg, ctx.seed)
+    data, Xtr, ytr, X, y = m.data, m.X_train, m.y_train, m.X_eval, m.y_eval
     acts = list(cfg["activations"])
     ks = [int(k) for k in cfg["pgd_steps"]]
     arrays, metrics, checks = {"activations": np.array(acts), "pgd_steps": np.array(ks)}, {}, []
@@ -146,7 +129,7 @@ def _run(cfg: dict, ctx) -> StudyOutput:
         rob = {a: res[a][rk] for a in acts}
         ranking = sorted(acts, key=lambda a: -rob[a])
         metrics[f"{arch}_ranking_{rk}"] = ranking
-        se = {a: float(np.sqrt(max(rob[a] * (1 - rob[a]), 1e-12) / n)) for a in acts}
+        se = {a: float(np.sqrt(max(rob[a] * (1 - rob[a]), 1e-12) / len(y))) for a in acts}
         present = [a for a in PAPER_RANK if a in rob]
         if len(present) >= 2:
             order = sorted(present, key=lambda a: -rob[a])

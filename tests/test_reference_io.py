@@ -87,3 +87,15 @@ def test_reference_checkpoint_errors():
     net = TwoLayerNet(ModelConfig(width=3), 4)
     with pytest.raises(ValueError, match="`net` must be a pReLU net"):
         export_reference_checkpoint(net)
+
+
+def test_study_mnist_cuts_train_and_eval(mnist_dir):
+    from gradflow.studies import load_study_mnist
+
+    cfg = {"mnist_path": str(mnist_dir), "test_fraction": 0.2, "n_train": 500, "n_eval": 64}
+    m = load_study_mnist(cfg, seed=1, labels="parity")
+    assert m.X_train.shape == (500, 784) and m.y_train.shape == (500,)
+    assert m.X_eval.dtype == torch.float32 and m.X_eval.shape == (64, 784)
+    np.testing.assert_array_equal(m.y_eval.numpy(), m.data.y_test[:64])
+    full = load_study_mnist({**cfg, "n_train": 0, "n_eval": 10**6}, seed=1)
+    assert len(full.y_train) == 8000 and len(full.y_eval) == 2000  # 0: all; n_eval capped
