@@ -28,6 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import target, write_report  # noqa: E402
 
+from gradflow.attacks import MarginAsLogits  # noqa: E402
 from gradflow.attacks.curves import accuracy_from_radii  # noqa: E402
 from gradflow.attacks.pgd import reference_pgd  # noqa: E402
 from gradflow.attacks.radius import attack_radius  # noqa: E402
@@ -45,16 +46,6 @@ PRESETS = {
 }
 EPS = np.linspace(0.0, 1.5, 15)
 REF_EVALS = 15 * 2000
-
-
-class MarginAsLogits(torch.nn.Module):
-    def __init__(self, f):
-        super().__init__()
-        self.f = f
-
-    def forward(self, x):
-        f = self.f(x)
-        return torch.stack([-f / 2, f / 2], 1)
 
 
 def train_net(p: float, cfg: dict, seed: int):

@@ -247,3 +247,15 @@ def test_masking_check_fires_on_capped_and_not_on_smooth():
         warnings.simplefilter("error", GradientMaskingWarning)
         rep = check_gradient_masking(smooth, dat.X, dat.y, subset=12, attack=_ray(dat))
     assert not rep.masked
+
+
+def test_margin_as_logits_gap_and_class():
+    from gradflow.attacks import MarginAsLogits
+
+    f = torch.nn.Linear(3, 1)
+    net = lambda x: f(x).squeeze(1)  # noqa: E731
+    x = torch.randn(50, 3)
+    lg, m = MarginAsLogits(net)(x), net(x)
+    assert lg.shape == (50, 2)
+    torch.testing.assert_close(lg[:, 1] - lg[:, 0], m)        # the logit gap is f
+    assert torch.equal(lg.argmax(1), (m > 0).long())          # class 1 iff f > 0

@@ -15,6 +15,7 @@ import warnings
 import pytest
 import torch
 
+from gradflow.attacks import MarginAsLogits
 from gradflow.attacks.radius import attack_radius
 from gradflow.config import DataConfig, ModelConfig
 from gradflow.data import make_subclass_data
@@ -22,18 +23,6 @@ from gradflow.torch_model import TwoLayerNet
 
 fb = pytest.importorskip("foolbox")
 HAVE_NUMBA = importlib.util.find_spec("numba") is not None
-
-
-class MarginAsLogits(torch.nn.Module):
-    """Logits [-f/2, f/2] of a margin model: class 1 iff f > 0, logit gap f."""
-
-    def __init__(self, f):
-        super().__init__()
-        self.f = f
-
-    def forward(self, x):
-        f = self.f(x)
-        return torch.stack([-f / 2, f / 2], 1)
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

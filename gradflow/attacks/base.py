@@ -33,6 +33,22 @@ from .norms import Norm, get_norm
 ATTACK_LOSSES = ("auto", "exponential", "logistic", "cross_entropy", "margin")
 
 
+class MarginAsLogits(torch.nn.Module):
+    """Two logits [-f/2, f/2] of a margin model f: class 1 iff f > 0, logit gap f.
+
+    Lets logits-based tools (foolbox, AutoAttack, cross-entropy) run on binary-margin
+    models; labels map as y in {-1, +1} -> (y + 1) / 2.
+    """
+
+    def __init__(self, f: torch.nn.Module):
+        super().__init__()
+        self.f = f
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.f(x)
+        return torch.stack([-f / 2, f / 2], 1)
+
+
 def margin_from_output(f: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """m = y f for scores (n,); m = f_y - max_{c != y} f_c for logits (n, C)."""
     if f.dim() == 1:
