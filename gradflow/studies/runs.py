@@ -19,7 +19,8 @@ from ..io import load_npz, save_json, save_npz
 from ..model import TwoLayerParams
 from .config import load_yaml
 
-_PROBLEM = {
+#: The small default problem shared by `gradflow simulate/train` and the sweep tasks.
+DEFAULT_PROBLEM: dict[str, Any] = {
     "data": DataConfig(K=4, K1=2, D=20, alpha=0.1, n=200).to_dict(),
     "model": ModelConfig(width=20).to_dict(),
     "init": InitConfig(eps=1e-3).to_dict(),
@@ -28,7 +29,7 @@ _PROBLEM = {
     "top": 4,
 }
 
-SIMULATE_DEFAULTS: dict[str, Any] = {**_PROBLEM, "solver": "gradflow", "options": {},
+SIMULATE_DEFAULTS: dict[str, Any] = {**DEFAULT_PROBLEM, "solver": "gradflow", "options": {},
                                      "t_max": 100.0, "save_at": 100}
 RADIUS_DEFAULTS: dict[str, Any] = {"n_points": 200, "split": "test", "lower": "auto"}
 
@@ -55,7 +56,7 @@ def train_defaults() -> dict[str, Any]:
     tc.pop("device")  # the common --device option sets it
     tc["betas"] = list(tc["betas"])
     tc["progress"] = False
-    return {**_PROBLEM, "train": tc}
+    return {**DEFAULT_PROBLEM, "train": tc}
 
 
 def save_params(path: Path, params: TwoLayerParams) -> None:

@@ -21,18 +21,10 @@ from ..config import DataConfig, InitConfig, ModelConfig
 from ..data import SubclassData, make_subclass_data
 from ..init import init_params
 from ..model import TwoLayerParams, forward, loss, loss_and_grad
+from ..studies.runs import DEFAULT_PROBLEM
 from .tasks import register_task
 
-GD_DEFAULTS: dict[str, Any] = {
-    "data": DataConfig(K=4, K1=2, D=20, alpha=0.1, n=200).to_dict(),
-    "model": ModelConfig(width=20).to_dict(),
-    "init": InitConfig(eps=1e-3).to_dict(),
-    "loss": "exponential",
-    "lr": 0.5,
-    "steps": 400,
-    "n_test": 1000,
-    "top": 4,
-}
+GD_DEFAULTS: dict[str, Any] = {**DEFAULT_PROBLEM, "lr": 0.5, "steps": 400}
 
 
 @dataclass
@@ -128,8 +120,7 @@ def _needs(module: str, task: str) -> Callable[[dict], None]:
 
 
 def _model_defaults() -> dict[str, Any]:
-    base = {k: GD_DEFAULTS[k] for k in ("data", "model", "init", "loss", "n_test", "top")}
-    return {**base, "options": {}}  # options: free-form keyword arguments of the engine
+    return {**DEFAULT_PROBLEM, "options": {}}  # options: free-form keyword arguments of the engine
 
 
 @register_task("simulate", defaults=_model_defaults(),
