@@ -81,10 +81,14 @@ def _prepare(params: TwoLayerParams, X: np.ndarray, cfg: ModelConfig):
     return act, X, q, r
 
 
-def _scales(W, X, q, r):
-    wscale = None if q == 0 else np.sum(W * W, axis=1) ** (-0.5 * q)
-    xscale = None if r == 0 else np.sum(X * X, axis=1) ** (-0.5 * r)
-    return wscale, xscale
+def _wscale(W, q):
+    """||w_j||^-q per neuron, or None when q = 0."""
+    return None if q == 0 else np.sum(W * W, axis=1) ** (-0.5 * q)
+
+
+def _xscale(X, r):
+    """||x_i||^-r per sample, or None when r = 0."""
+    return None if r == 0 else np.sum(X * X, axis=1) ** (-0.5 * r)
 
 
 def _apply_scales(M, wscale, xscale, inplace=False):
@@ -99,7 +103,7 @@ def _apply_scales(M, wscale, xscale, inplace=False):
 def hidden(params: TwoLayerParams, X: np.ndarray, cfg: ModelConfig) -> np.ndarray:
     """Hidden features S_ij = sigma(x_i; w_j), shape (n, h)."""
     act, X, q, r = _prepare(params, X, cfg)
-    wscale, xscale = _scales(params.W, X, q, r)
+    wscale, xscale = _wscale(params.W, q), _xscale(X, r)
     return _apply_scales(act.phi(X @ params.W.T), wscale, xscale)
 
 
@@ -132,16 +136,32 @@ def loss_and_grad(
     """
     check_loss(loss, cfg.n_outputs)
     act, Xc, q, r = _prepare(params, X, cfg)
-    W, v = params.W, params.v
-    Z = Xc @ W.T
-    wscale, xscale = _scales(W, Xc, q, r)
-    Phi, dPhi = act.both(Z)
-    del Z
-    S = _apply_scales(Phi, wscale, xscale, inplace=True)  # Phi is fresh: scale it in place
+    xscale = _xscale(Xc, r)
+    Phi, dPhi = act.both(Xc @ params.W.T)
+    b = params.b if cfg.bias else None
+    y = np.asarray(y)
+    value, _, g, grad_W, grad_v = gradient_from_features(
+        Xc, params.W, params.v, b, Phi, dPhi, q, xscale,
+        lambda f: mean_loss_and_dlogits(f, y, loss))
+    grad_b = g.sum(axis=0) if b is not None else None
+    return value, TwoLayerParams(grad_W, grad_v, grad_b, None)
+
+
+def gradient_from_features(Xc, W, v, b, Phi, dPhi, q: float, xscale, dlogits):
+    """The gradient of ``loss_and_grad`` given phi(Z) and phi'(Z), Z = Xc W^T.
+
+    Shared by ``loss_and_grad`` and the ODE engine's Cartesian field, which freezes the
+    ReLU pattern by passing its own (Phi, dPhi) and checks for overflow in ``dlogits``.
+    Xc: centred inputs; b: output bias or None; q: the ||w||-power; xscale: ||x||^-r or
+    None; dlogits(f) -> (mean loss, dL/df). Phi and dPhi are consumed (scaled in place).
+    Returns (loss, f, g = dL/df, grad_W, grad_v).
+    """
+    wscale = _wscale(W, q)
+    S = _apply_scales(Phi, wscale, xscale, inplace=True)
     f = S @ v
-    if cfg.bias and params.b is not None:
-        f = f + params.b
-    value, g = mean_loss_and_dlogits(f, np.asarray(y), loss)
+    if b is not None:
+        f = f + b
+    value, g = dlogits(f)
     grad_v = S.T @ g
     if v.ndim == 1:
         # H = g v^T is rank one, so fold g (and the x-scale) into X and v (and the w-scale)
@@ -155,5 +175,4 @@ def loss_and_grad(
     if q != 0:
         coef = grad_v * v if v.ndim == 1 else np.sum(grad_v * v, axis=1)
         grad_W -= (q * coef / np.sum(W * W, axis=1))[:, None] * W
-    grad_b = g.sum(axis=0) if (cfg.bias and params.b is not None) else None
-    return value, TwoLayerParams(grad_W, grad_v, grad_b, None)
+    return value, f, g, grad_W, grad_v

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..config import ModelConfig
 from ..losses import check_loss, exp_cap, mean_loss_and_dlogits
-from ..model import TwoLayerParams
+from ..model import TwoLayerParams, gradient_from_features
 
 
 class NonFiniteError(FloatingPointError):
@@ -102,7 +102,7 @@ def _scaled(M, xscale):
 
 
 class CartesianRep:
-    """y = (W.ravel(), v.ravel(), b); F(y) = -grad L(W, v, b) (same formula as model.loss_and_grad)."""
+    """y = (W.ravel(), v.ravel(), b); F(y) = -grad L(W, v, b) (model.gradient_from_features)."""
 
     name = "cartesian"
 
@@ -145,24 +145,12 @@ class CartesianRep:
         W, v, b = self.split(y)
         Z = pb.X @ W.T
         if mask is None:
-            phi, dphi = pb.act.phi(Z), pb.act.dphi(Z)
+            phi, dphi = pb.act.both(Z)
         else:
             dphi = mask.astype(np.float64)
             phi = Z * dphi
-        wscale = None if pb.q == 0 else np.sum(W * W, axis=1) ** (-0.5 * pb.q)
-        S = _scaled(phi if wscale is None else phi * wscale, pb.xscale)
-        f = S @ v
-        if b is not None:
-            f = f + b
-        value, g = pb.dlogits(f)
-        grad_v = S.T @ g
-        H = np.multiply.outer(g, v) if v.ndim == 1 else g @ v.T
-        A = H * dphi
-        A = _scaled(A if wscale is None else A * wscale, pb.xscale)
-        grad_W = A.T @ pb.X
-        if pb.q != 0:
-            coef = grad_v * v if v.ndim == 1 else np.sum(grad_v * v, axis=1)
-            grad_W -= (pb.q * coef / np.sum(W * W, axis=1))[:, None] * W
+        value, f, g, grad_W, grad_v = gradient_from_features(
+            pb.X, W, v, b, phi, dphi, pb.q, pb.xscale, pb.dlogits)
         parts = [-grad_W.ravel(), -grad_v.ravel()]
         if b is not None:
             parts.append(-np.ravel(g.sum(axis=0)))
