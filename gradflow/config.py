@@ -7,9 +7,11 @@ Every field is checked in ``__post_init__``; an invalid value raises
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 from ._validate import check_choice, check_int, check_real
@@ -138,16 +140,35 @@ class InitConfig(_ConfigMixin):
         check_int("seed", self.seed, 0)
 
 
-def config_hash(*configs, extra: dict | None = None, length: int = 16) -> str:
-    """Stable hash of configs plus extra data and the gradflow version.
+@functools.lru_cache(maxsize=1)
+def library_fingerprint() -> str:
+    """sha256 of the numerical library's source (every ``gradflow/**/*.py`` but ``plots/``).
 
-    Results are stored under this key, so any changed field (or a new code
-    version) gives a new key and stale results are never reused.
+    Part of every result key: a changed solver default or formula must not reuse results
+    computed by the old code even when the version string did not change.
+    """
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root).as_posix()
+        if rel.startswith("plots/"):
+            continue
+        h.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def config_hash(*configs, extra: dict | None = None, length: int = 16) -> str:
+    """Stable hash of configs plus extra data, the gradflow version and its source.
+
+    Results are stored under this key, so any changed field, a new code version or an
+    edit of the library's numerical code (``library_fingerprint``) gives a new key and
+    stale results are never reused.
     """
     from . import __version__
 
     payload = {
         "version": __version__,
+        "library": library_fingerprint(),
         "configs": [
             {"type": type(c).__name__, **(c.to_dict() if hasattr(c, "to_dict") else c)}
             for c in configs

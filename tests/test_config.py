@@ -90,3 +90,14 @@ def test_config_hash_changes_with_any_field():
     assert config_hash(a) == config_hash(DataConfig())
     assert config_hash(a) != config_hash(a.replace(alpha=0.2))
     assert config_hash(a) != config_hash(a, extra={"steps": 1})
+
+
+def test_config_hash_depends_on_library_source(monkeypatch):
+    """An edit of the numerical code (same version string) must give new result keys."""
+    import gradflow.config as gc
+
+    assert len(gc.library_fingerprint()) == 16
+    a = DataConfig()
+    before = config_hash(a)
+    monkeypatch.setattr(gc, "library_fingerprint", lambda: "edited-source")
+    assert config_hash(a) != before

@@ -232,6 +232,64 @@ def test_resume_is_bit_identical(tmp_path):
         simulate(data, mc, P, checkpoint=ck, t_max=41.0, progress=False)
 
 
+def test_resume_is_bit_identical_pi_controller(tmp_path):
+    # the PI controller carries state (previous error, last step rejected) across steps
+    data, mc, P = _small(p=3.0, eps=1e-3)
+    kw = dict(t_max=60.0, options={"controller": "pi", "rtol": 1e-7}, progress=False)
+    full = simulate(data, mc, P, **kw)
+    ck = tmp_path / "pi.ckpt.npz"
+    part = simulate(data, mc, P, stop=Stop(t_max=60.0, max_steps=9), checkpoint=ck,
+                    checkpoint_every=4, options=kw["options"], progress=False)
+    assert part.status == "max_steps"
+    resumed = simulate(data, mc, P, checkpoint=ck, **kw)
+    np.testing.assert_array_equal(resumed.W, full.W)
+    assert (resumed.nfev, resumed.n_rejected) == (full.nfev, full.n_rejected)
+
+
+def test_direction_weight_default_and_rationale():
+    """p > 1: direction errors contract toward the extremal vectors, log-norm errors persist.
+
+    A perturbation of size d of the largest neuron's direction at t=15 (p=3, alignment
+    phase, which ends near t=48 here) has shrunk by more than 10x at t=40, while the same
+    perturbation of its log-norm is still there (within 20%). This is why the default error norm weighs direction errors by 0.1
+    for p > 1 (ReLU keeps 1: its directions jump at pattern switches).
+    """
+    from gradflow.dynamics.adaptive import GradFlowSolver
+
+    data, mc, P = _small(p=3.0, eps=1e-8, h=6, n=60)
+    pb = FlowProblem(data.X, data.y, mc)
+    assert GradFlowSolver(pb, P, 0.0, 1.0).direction_weight == 0.1
+    d1, mc1, P1 = _small(p=1.0)
+    assert GradFlowSolver(FlowProblem(d1.X, d1.y, mc1), P1, 0.0, 1.0).direction_weight == 1.0
+    assert GradFlowSolver(pb, P, 0.0, 1.0, direction_weight=0.5).direction_weight == 0.5
+
+    opts = {"rtol": 1e-10, "direction_weight": 1.0}
+    mid = simulate(data, mc, P, options=opts, t_max=15.0, save_at=[0.0, 15.0], progress=False)
+    P15 = mid.params_at(-1)
+    j = int(np.argmax(mid.norms[-1]))
+    T = 25.0
+    base = simulate(data, mc, P15, options=opts, t_max=T, save_at=[0.0, T], progress=False)
+    d = 1e-4
+    rng = np.random.default_rng(0)
+    u = P15.W[j] / np.linalg.norm(P15.W[j])
+    e = rng.standard_normal(u.size)
+    e -= (e @ u) * u
+    W_dir = P15.W.copy()
+    W_dir[j] = np.linalg.norm(P15.W[j]) * (u + d * e / np.linalg.norm(e)) / np.linalg.norm(
+        u + d * e / np.linalg.norm(e))
+    W_rho, v_rho = P15.W.copy(), P15.v.copy()
+    W_rho[j] *= np.exp(d)
+    v_rho[j] *= np.exp(d)
+    dirs = simulate(data, mc, TwoLayerParams(W_dir, P15.v.copy()), options=opts, t_max=T,
+                    save_at=[0.0, T], progress=False)
+    rhos = simulate(data, mc, TwoLayerParams(W_rho, v_rho), options=opts, t_max=T,
+                    save_at=[0.0, T], progress=False)
+    du = np.linalg.norm(dirs.directions[-1, j] - base.directions[-1, j])
+    drho = abs(np.log(rhos.norms[-1, j] / base.norms[-1, j]))
+    assert du < d / 10, du  # measured: 2e-8 d
+    assert 0.8 * d < drho < 1.2 * d, drho  # measured: 0.9998 d
+
+
 def test_interrupt_then_resume(tmp_path, monkeypatch):
     data, mc, P = _small(p=3.0, eps=1e-2)
     full = simulate(data, mc, P, t_max=30.0, progress=False)
@@ -358,6 +416,12 @@ def test_bad_inputs_raise():
         Pi = init_params(mc, InitConfig(mode="independent"), data.D)
         simulate(data, mc, Pi, options={"variables": "polar"}, progress=False)
     assert {"gradflow", "gd", "rk4", "RK45", "DOP853", "LSODA"} <= set(SOLVERS)
+    with pytest.raises(ValueError, match=r"`direction_weight` must lie in \(0.0, 1.0\]"):
+        simulate(data, mc, P, options={"direction_weight": 0.0}, progress=False)
+    with pytest.raises(ValueError, match=r"`direction_weight` must lie in \(0.0, 1.0\]"):
+        simulate(data, mc, P, options={"direction_weight": 2.0}, progress=False)
+    with pytest.raises(ValueError, match="`controller` must be one of"):
+        simulate(data, mc, P, options={"controller": "pid"}, progress=False)
 
 
 def test_cross_entropy_relu_logits_runs_and_matches_reference():

@@ -7,7 +7,8 @@ directory, or ``$GRADFLOW_CACHE``)::
     cells/<task>/<key>.json        one finished sweep cell
 
 ``key = config_hash(config, extra={kind, name})``, which includes
-``gradflow.__version__``: a changed field or a new code version gives a new key,
+``gradflow.__version__`` and a fingerprint of the library's source: a changed field,
+a new code version or an edited solver gives a new key,
 so stale results are never reused. A run is built in a hidden staging folder and
 renamed into place only when complete, so a crash (even ``kill -9``) never
 leaves a half-written entry that looks finished.

@@ -1,6 +1,6 @@
 """Running a sweep on Dask distributed, cell by cell, resumably.
 
-Every cell is keyed by ``config_hash(cell config, task, gradflow version)``. A
+Every cell is keyed by ``config_hash(cell config, task, gradflow version and source)``. A
 cell whose record is in the cache is skipped; every other cell is submitted to
 the cluster, and its record is written atomically (by the worker, and again by
 the client if the worker's disk is not shared) the moment it finishes. So a
@@ -51,7 +51,7 @@ class SweepResult:
 
 
 def cell_key(task: str, cfg: Mapping[str, Any]) -> str:
-    """Cache key of one cell: hash of its full config, the task and the gradflow version."""
+    """Cache key of one cell: hash of its full config, the task and the gradflow version and source."""
     return config_hash(dict(cfg), extra={"kind": "cell", "task": task})
 
 
