@@ -98,7 +98,10 @@ def main(argv=None):
     metrics = {}
     md = []
 
-    p3_methods = [("gradflow", {"rtol": r}) for r in (1e-4, 1e-5, 1e-6)]
+    p3_methods = [("gradflow", {"rtol": r}) for r in (1e-4, 3e-5, 1e-5, 1e-6)]
+    # baseline in the same run: the previous default error norm (direction_weight=1)
+    p3_methods += [("gradflow", {"rtol": r, "direction_weight": 1.0}) for r in (3e-5, 1e-5)]
+    p3_methods += [("gradflow", {"rtol": 3e-5, "controller": "pi"})]
     p3_methods += [("RK45", {"rtol": 1e-6, "atol": 1e-12}), ("DOP853", {"rtol": 1e-7,
                                                                         "atol": 1e-13})]
     rows3, C3, s3, loss3 = bench_p(3.0, 350.0, "DOP853", {"rtol": 1e-11, "atol": 1e-22},
@@ -114,9 +117,13 @@ def main(argv=None):
     rows1, C1, s1, loss1 = bench_p(1.0, 150.0, "rk4", {"dt": ref1_dt}, p1_methods,
                                    [0.1, 0.05] if not args.quick else [0.1], data)
 
+    def candidate(r):  # the method with default options but rtol / switch_tol / sliding
+        o = r["options"]
+        return (r["method"] == "gradflow" and o.get("exact_fmax") != 0.0
+                and o.get("direction_weight") != 1.0 and "controller" not in o)
+
     def best(rows, tol):
-        ok = [r for r in rows if r["method"] == "gradflow" and r["error"] <= tol
-              and r["options"].get("exact_fmax") != 0.0]
+        ok = [r for r in rows if candidate(r) and r["error"] <= tol]
         return min(ok, key=lambda r: r["nfev"]) if ok else None
 
     def gd_equal(C, err, T):
@@ -127,8 +134,7 @@ def main(argv=None):
                                        (1, rows1, 1e-3, 1000, C1, 150.0)):
         b = best(rows, tol)
         if b is None:
-            b = min((r for r in rows if r["method"] == "gradflow"
-                     and r["options"].get("exact_fmax") != 0.0), key=lambda r: r["error"])
+            b = min((r for r in rows if candidate(r)), key=lambda r: r["error"])
         gd_n = gd_equal(C, b["error"], T)
         targets.append(target(f"p={p}: nfev at error <= {tol:g}", f"<= {budget}",
                               f"{b['nfev']} at error {b['error']:.2e}",
@@ -152,6 +158,24 @@ def main(argv=None):
                   f"{metrics[f'p{p}']['gd_fitted_order']:.2f}); at the best gradflow error "
                   f"{metrics[f'p{p}']['best']['error']:.2e} gd needs "
                   f"{metrics[f'p{p}']['gd_evals_equal_error']:.3g} evaluations.\n")
+
+    # p=3: direction-weighted error norm vs the previous one, same run, same rtol
+    md.append("### p = 3: direction_weight 0.1 (default) vs 1 (same run)\n")
+    md.append("| rtol | nfev weight 1 / 0.1 | error weight 1 / 0.1 |\n|---|---|---|")
+    dw_ratios = {}
+    for rt in (3e-5, 1e-5):
+        def pick3(w, rt=rt):
+            return next(r for r in rows3 if r["method"] == "gradflow"
+                        and r["options"].get("rtol") == rt and "controller" not in r["options"]
+                        and (r["options"].get("direction_weight") == 1.0) == (w == 1.0))
+        old_r, new_r = pick3(1.0), pick3(0.1)
+        dw_ratios[f"rtol={rt:g}"] = {"nfev_ratio": old_r["nfev"] / new_r["nfev"],
+                                     "error_ratio": old_r["error"] / new_r["error"]}
+        md.append(f"| {rt:g} | {old_r['nfev']} / {new_r['nfev']} = "
+                  f"{old_r['nfev'] / new_r['nfev']:.2f} | {old_r['error']:.2e} / "
+                  f"{new_r['error']:.2e} |")
+    metrics["p3"]["direction_weight_vs_1"] = dw_ratios
+    md.append("")
 
     # exact alignment phase vs the previous default (exact_fmax=0), same run, same switch_tol
     md.append("### p = 1: exact alignment phase vs without it (same run)\n")
