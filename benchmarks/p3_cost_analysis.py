@@ -4,15 +4,15 @@ Issue 3 asks for <= 250 gradient evaluations at relative error <= 1e-5 on the p=
 benchmark configuration (that of bench_gradient_flow.py, T = 350). This script measures,
 in one run and from the same initial state:
 
-1. Phase breakdown of the default method: evaluations spent before max|f| reaches 1e-5
+1. Phase breakdown of the shared-step `gradflow` method: evaluations spent before max|f| reaches 1e-5
    (loss weights constant to 1e-5: the neurons are decoupled), before it reaches 0.1
    (end of the alignment phase) and in total.
-2. Shared steps: the default error norm is the maximum over neurons. Replacing it by the
+2. Shared steps: the error norm is the maximum over neurons. Replacing it by the
    k-th largest neuron error gives the evaluations a shared-step method would need if the
    k-1 worst neurons were integrated elsewhere for free (an optimistic bound for any
    two-level multirate scheme).
 3. Oracle per-neuron integration: every neuron integrated alone with its own adaptive DP5
-   steps (same error norm and controller as the default method), given the reference loss
+   steps (same error norm and controller as `gradflow`), given the reference loss
    weights omega(t) (a cubic spline of the reference f(t), saved every 0.05). Its cost
    sum_j stages_j / h in gradient-evaluation units is what a perfect multirate method with
    free coupling would pay; its error is open loop (no feedback through f).
@@ -53,7 +53,7 @@ def theta_of(P):
 
 
 class KthSolver(GradFlowSolver):
-    """The default method with the error norm = k-th largest neuron error (k=1: default)."""
+    """gradflow with the error norm = k-th largest neuron error (k=1: the usual maximum)."""
 
     kth = 1
 
@@ -138,7 +138,7 @@ def main():
         return yv * np.exp(-yv * fspline(t)) / n
 
     metrics, md = {"settings": []}, []
-    md.append("| rtol, direction_weight | default: nfev to max\\|f\\| = 1e-5 / 0.1 / T "
+    md.append("| rtol, direction_weight | gradflow (shared step): nfev to max\\|f\\| = 1e-5 / 0.1 / T "
               "| error | per-neuron oracle: evals to t(1e-5) / T | oracle open-loop error |"
               "\n|---|---|---|---|---|")
     for opts in SETTINGS:
@@ -167,7 +167,7 @@ def main():
                   f"{kth[10]} / {kth[25]} |")
     s0, s1 = metrics["settings"]
     md.append(
-        f"\nReading: the fitting phase (max|f| > 0.1) alone costs the default method "
+        f"\nReading: the fitting phase (max|f| > 0.1) alone costs the shared-step method "
         f"{s0['nfev'] - s0['nfev_to_f_0.1']} / {s1['nfev'] - s1['nfev_to_f_0.1']} evaluations; "
         f"with direction_weight 0.1 that leaves {250 - (s1['nfev'] - s1['nfev_to_f_0.1'])} for "
         f"the whole alignment phase, of which the decoupled part alone (max|f| < 1e-5) costs "

@@ -10,10 +10,9 @@ Design (details and measurements in docs/dynamics.md):
   neuron j measured relative to ||(w_j, v_j)||. Either way no atol exists.
 * Error norm. err = max_j ||e_j|| / rtol with e_j the embedded estimate of
   neuron j's relative error, so every neuron, however small, is accurate to
-  rtol per step. In polar variables ||e_j||^2 = (direction_weight e_u)^2 + e_rho^2;
-  for p > 1 direction errors count 0.1 by default because they contract toward
-  the extremal vectors while log-norm errors persist (measured: same final error
-  for 23% fewer evaluations on the p=3 benchmark). ``error_weight='network'``
+  rtol per step. In polar variables ||e_j||^2 = (direction_weight e_u)^2 + e_rho^2
+  (default weight 1; smaller weights trade accuracy at a given rtol for fewer
+  evaluations, see docs/dynamics.md). ``error_weight='network'``
   multiplies by the significance ||theta_j|| / max_k ||theta_k|| instead
   (cheaper, but measured 400x less accurate at p=3: neurons that are small
   during the alignment phase grow large later and keep their error).
@@ -75,9 +74,10 @@ class GradFlowSolver(FlowSolver):
         itself, ||e_j|| / ||theta_j|| (every neuron accurate, however small); 'network':
         relative to the largest neuron, ||e_j|| / max_k ||theta_k||.
     direction_weight: polar variables: the error of neuron j is
-        sqrt(direction_weight^2 ||e_u||^2 + e_rho^2). Default None: 0.1 for p > 1, where
-        direction errors contract toward the extremal vectors while log-norm errors
-        persist (measured in docs/dynamics.md), and 1 for ReLU.
+        sqrt(direction_weight^2 ||e_u||^2 + e_rho^2) (default 1). Direction errors contract
+        toward isolated extremal vectors while log-norm errors persist, so p > 2 runs can
+        use e.g. 0.1: 0-30% fewer evaluations at equal final error, measured in
+        docs/dynamics.md, but a larger error at equal rtol; worse for p = 2 and ReLU.
     controller: 'i' (default): h_new = h 0.9 err^(-1/5); 'pi': PI step-size control
         (fewer rejected steps, different error at equal rtol).
     freeze: 'auto' (freeze patterns iff the activation is ReLU), True or False.
@@ -95,7 +95,7 @@ class GradFlowSolver(FlowSolver):
     OPTIONS = {"rtol": 1e-6, "switch_tol": 1e-4, "variables": "auto", "freeze": "auto",
                "error_weight": "neuron", "sliding": "filippov", "switch_order": 2,
                "first_step": None, "max_step": math.inf, "exact_fmax": None,
-               "direction_weight": None, "controller": "i"}
+               "direction_weight": 1.0, "controller": "i"}
 
     @classmethod
     def validate_options(cls, o: dict) -> dict:
@@ -106,9 +106,8 @@ class GradFlowSolver(FlowSolver):
         if o["switch_order"] not in (1, 2):
             raise ValueError(f"`switch_order` must be 1 or 2, got {o['switch_order']!r}")
         check_choice("error_weight", o["error_weight"], ("network", "neuron"))
-        if o["direction_weight"] is not None:
-            o["direction_weight"] = check_real("direction_weight", o["direction_weight"], 0.0,
-                                               1.0, lo_open=True)
+        o["direction_weight"] = check_real("direction_weight", o["direction_weight"], 0.0, 1.0,
+                                           lo_open=True)
         check_choice("controller", o["controller"], ("i", "pi"))
         if o["freeze"] not in ("auto", True, False):
             raise ValueError(f"`freeze` must be one of 'auto', True, False; got {o['freeze']!r}")
@@ -133,10 +132,7 @@ class GradFlowSolver(FlowSolver):
         if self.freeze and not problem.is_relu:
             raise ValueError("`freeze`=True needs a ReLU activation (prelu with p=1, or relu)")
         self.rtol = o["rtol"]
-        dw = o["direction_weight"]
-        if dw is None:  # smooth pReLU: direction errors contract (docs/dynamics.md)
-            dw = 0.1 if var == "polar" and problem.relu_power != 1.0 else 1.0
-        self.direction_weight = dw
+        self.direction_weight = o["direction_weight"]
         self.y = self.rep.pack(params0)
         h, n = self.rep.h, problem.n
         self.mask = self.rep.preact(self.y) > 0 if self.freeze else None
