@@ -157,44 +157,36 @@ def main(argv=None):
                   f"{metrics[f'p{p}']['best']['error']:.2e} gd needs "
                   f"{metrics[f'p{p}']['gd_evals_equal_error']:.3g} evaluations.\n")
 
-    # p=3: direction-weighted error norm vs the default one, same run, same rtol
-    md.append("### p = 3: direction_weight 1 (default) vs 0.1 (same run)\n")
-    md.append("| rtol | nfev weight 1 / 0.1 | error weight 1 / 0.1 |\n|---|---|---|")
-    dw_ratios = {}
-    for rt in (3e-5, 1e-5):
-        def pick3(w, rt=rt):
-            return next(r for r in rows3 if r["method"] == "gradflow"
-                        and r["options"].get("rtol") == rt and "controller" not in r["options"]
-                        and (r["options"].get("direction_weight") == 0.1) == (w == 0.1))
-        old_r, new_r = pick3(1.0), pick3(0.1)
-        dw_ratios[f"rtol={rt:g}"] = {"nfev_ratio": old_r["nfev"] / new_r["nfev"],
-                                     "error_ratio": old_r["error"] / new_r["error"]}
-        md.append(f"| {rt:g} | {old_r['nfev']} / {new_r['nfev']} = "
-                  f"{old_r['nfev'] / new_r['nfev']:.2f} | {old_r['error']:.2e} / "
-                  f"{new_r['error']:.2e} |")
-    metrics["p3"]["direction_weight_vs_1"] = dw_ratios
-    md.append("")
+    def find(rows, options):
+        return next(r for r in rows if r["method"] == "gradflow" and r["options"] == options)
 
-    # exact alignment phase vs the previous default (exact_fmax=0), same run, same switch_tol
-    md.append("### p = 1: exact alignment phase vs without it (same run)\n")
-    md.append("| switch_tol, sliding | nfev without / with | error without / with |\n"
-              "|---|---|---|")
-    ratios = {}
+    def same_run_table(title, label, pairs):
+        """Rows compared in the same run: (key, baseline row, new row) -> ratios and a table."""
+        md.append(f"### {title} (same run)\n")
+        md.append(f"| {label} | nfev before / after | error before / after |\n|---|---|---|")
+        ratios = {}
+        for key, old_r, new_r in pairs:
+            ratios[key] = {"nfev_ratio": old_r["nfev"] / new_r["nfev"],
+                           "error_ratio": old_r["error"] / new_r["error"]}
+            md.append(f"| {key} | {old_r['nfev']} / {new_r['nfev']} = "
+                      f"{ratios[key]['nfev_ratio']:.2f} | {old_r['error']:.2e} / "
+                      f"{new_r['error']:.2e} = {ratios[key]['error_ratio']:.2f} |")
+        md.append("")
+        return ratios
+
+    # p=3: direction-weighted error norm (option) vs the default one, same rtol
+    metrics["p3"]["direction_weight_vs_1"] = same_run_table(
+        "p = 3: direction_weight 1 (default, before) vs 0.1 (after)", "rtol",
+        [(f"rtol={rt:g}", find(rows3, {"rtol": rt}),
+          find(rows3, {"rtol": rt, "direction_weight": 0.1})) for rt in (3e-5, 1e-5)])
+    # p=1: exact alignment phase vs the previous default (exact_fmax=0), same switch_tol
+    pairs = []
     for st, sl in ((1e-3, None), (1e-4, None), (1e-4, "chatter")):
-        def pick(exact, st=st, sl=sl):
-            return next(r for r in rows1 if r["method"] == "gradflow"
-                        and r["options"].get("switch_tol") == st
-                        and r["options"].get("sliding") == sl
-                        and (r["options"].get("exact_fmax") == 0.0) != exact)
-        new_r, old_r = pick(True), pick(False)
-        key = f"switch_tol={st:g}" + (f", {sl}" if sl else "")
-        ratios[key] = {"nfev_ratio": old_r["nfev"] / new_r["nfev"],
-                       "error_ratio": old_r["error"] / new_r["error"]}
-        md.append(f"| {key} | {old_r['nfev']} / {new_r['nfev']} = "
-                  f"{ratios[key]['nfev_ratio']:.2f} | {old_r['error']:.2e} / "
-                  f"{new_r['error']:.2e} = {ratios[key]['error_ratio']:.2f} |")
-    metrics["p1"]["exact_phase_vs_without"] = ratios
-    md.append("")
+        opts = {"switch_tol": st, **({"sliding": sl} if sl else {})}
+        pairs.append((f"switch_tol={st:g}" + (f", {sl}" if sl else ""),
+                      find(rows1, {**opts, "exact_fmax": 0.0}), find(rows1, opts)))
+    metrics["p1"]["exact_phase_vs_without"] = same_run_table(
+        "p = 1: exact alignment phase vs without it (before)", "switch_tol, sliding", pairs)
 
     # cost scaling: per-evaluation time of the field (polar, p=3), one BLAS thread
     base = field_cost(500, 100, 50)

@@ -58,8 +58,7 @@ class KthSolver(GradFlowSolver):
     kth = 1
 
     def _error(self, e, y_new):
-        eU, erho = self.rep.split(e)
-        err = np.sqrt(self.direction_weight**2 * np.sum(eU * eU, axis=1) + erho**2)
+        err = self.rep.neuron_error(e, self.y, y_new, self.direction_weight)
         return float(np.sort(err)[-self.kth]) / self.rtol
 
 

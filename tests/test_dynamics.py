@@ -272,9 +272,9 @@ def test_direction_weight_default_and_rationale():
     u = P15.W[j] / np.linalg.norm(P15.W[j])
     e = rng.standard_normal(u.size)
     e -= (e @ u) * u
+    u_new = u + d * e / np.linalg.norm(e)
     W_dir = P15.W.copy()
-    W_dir[j] = np.linalg.norm(P15.W[j]) * (u + d * e / np.linalg.norm(e)) / np.linalg.norm(
-        u + d * e / np.linalg.norm(e))
+    W_dir[j] = np.linalg.norm(P15.W[j]) * u_new / np.linalg.norm(u_new)
     W_rho, v_rho = P15.W.copy(), P15.v.copy()
     W_rho[j] *= np.exp(d)
     v_rho[j] *= np.exp(d)

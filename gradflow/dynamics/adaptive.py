@@ -372,11 +372,9 @@ class GradFlowSolver(FlowSolver):
 
     def _error(self, e, y_new) -> float:
         """max_j weight_j ||e_j||_rel / rtol (see ``error_weight``)."""
-        if self.direction_weight != 1.0 and self.variables == "polar":
-            eU, erho = self.rep.split(e)
-            err = np.sqrt(self.direction_weight**2 * np.sum(eU * eU, axis=1) + erho**2)
-        else:
-            err = self.rep.neuron_error(e, self.y, y_new)
+        # only the polar variables split a neuron into direction and log-norm
+        kw = {"direction_weight": self.direction_weight} if self.variables == "polar" else {}
+        err = self.rep.neuron_error(e, self.y, y_new, **kw)
         if self.options["error_weight"] == "network":
             err = err * np.maximum(self.rep.significance(self.y), self.rep.significance(y_new))
         return float(np.max(err)) / self.rtol

@@ -297,10 +297,10 @@ class PolarRep:
         U /= np.linalg.norm(U, axis=1, keepdims=True)
         return np.concatenate([U.ravel(), rho])
 
-    def neuron_error(self, e, y0, y1) -> np.ndarray:
-        """sqrt(||e_u||^2 + e_rho^2): direction error plus relative norm error (log-norm)."""
+    def neuron_error(self, e, y0, y1, direction_weight: float = 1.0) -> np.ndarray:
+        """sqrt((w ||e_u||)^2 + e_rho^2): direction error (weight w) plus relative norm error."""
         eU, erho = self.split(e)
-        return np.sqrt(np.sum(eU * eU, axis=1) + erho**2)
+        return np.sqrt(direction_weight**2 * np.sum(eU * eU, axis=1) + erho**2)
 
     def finalize(self, y):
         """Project u back onto the unit sphere after a step (the flow keeps ||u|| = 1)."""
