@@ -213,6 +213,56 @@ def test_invariant_drift_cartesian_p3(bench_data):
     assert np.all(np.diff(sol.loss) <= 0)
 
 
+def test_project_invariants_is_the_nearest_point():
+    # Independent check of the closed form: constrained least squares by scipy (SLSQP).
+    from scipy.optimize import minimize
+
+    from gradflow.dynamics.fields import project_invariants
+
+    rng = np.random.default_rng(3)
+    for c0 in (0.0, 0.7, -0.4):
+        W, v = rng.standard_normal((1, 3)), rng.standard_normal(1)
+        Wp, vp = project_invariants(W, v, np.array([c0]))
+        assert abs(vp[0] ** 2 - np.sum(Wp**2) - c0) < 1e-13
+        x0 = np.concatenate([W[0], v])
+        res = minimize(lambda x, x0=x0: np.sum((x - x0) ** 2), x0, method="SLSQP", tol=1e-14,
+                       constraints={"type": "eq",
+                                    "fun": lambda x, c=c0: x[3] ** 2 - x[:3] @ x[:3] - c})
+        np.testing.assert_allclose(np.concatenate([Wp[0], vp]), res.x, atol=1e-6)
+    # vector outputs; a point on the level set does not move; a neuron at 0 stays there
+    W, v = rng.standard_normal((5, 4)), rng.standard_normal((5, 2))
+    W[4], v[4] = 0.0, 0.0
+    c0 = np.sum(v**2, axis=1) - np.sum(W**2, axis=1)
+    Wp, vp = project_invariants(W, v, c0)
+    np.testing.assert_allclose(Wp, W, rtol=0, atol=1e-15)
+    np.testing.assert_allclose(vp, v, rtol=0, atol=1e-15)
+    Wp, vp = project_invariants(W * 1.01, v, c0)
+    np.testing.assert_allclose(np.sum(vp**2, 1) - np.sum(Wp**2, 1), c0, rtol=0, atol=1e-13)
+
+
+def test_default_p3_is_cartesian_with_projection():
+    """p > 1: Cartesian variables (cheaper at equal error, benchmarks/bench_error_norm.py) with
+    the invariants restored after every step and at every save time. Without the projection
+    the same run drifts by ~rtol (measured 8e-7 here), with it to rounding (4e-16)."""
+    from gradflow.dynamics.adaptive import GradFlowSolver
+
+    data, mc, P = _small(p=3.0, eps=1e-4, h=8, n=60, D=16)
+    pb = FlowProblem(data.X, data.y, mc)
+    solver = GradFlowSolver(pb, P, 0.0, 1.0)
+    assert solver.variables == "cartesian" and solver.rep.c0 is not None
+    assert GradFlowSolver(FlowProblem(data.X, data.y, ModelConfig(width=8, p=1.0)), P, 0.0,
+                          1.0).variables == "polar"
+    kw = dict(t_max=150.0, progress=False)
+    on = simulate(data, mc, P, options={"rtol": 1e-6}, **kw)
+    off = simulate(data, mc, P, options={"rtol": 1e-6, "project": False}, **kw)
+    assert on.loss[-1] < 0.1 and np.all(np.diff(on.loss) <= 0)
+    assert on.invariant_drift < 1e-13, on.invariant_drift
+    assert off.invariant_drift > 1e-10, off.invariant_drift
+    # the projection moves the state by O(rtol): the two runs agree to the tolerance
+    rel = np.linalg.norm(on.theta[-1] - off.theta[-1]) / np.linalg.norm(off.theta[-1])
+    assert rel < 1e-4, rel
+
+
 # ---------------------------------------------------------------- run management
 def test_resume_is_bit_identical(tmp_path):
     data, mc, P = _small(p=1.0, eps=1e-2)
@@ -232,10 +282,11 @@ def test_resume_is_bit_identical(tmp_path):
         simulate(data, mc, P, checkpoint=ck, t_max=41.0, progress=False)
 
 
-def test_resume_is_bit_identical_pi_controller(tmp_path):
-    # the PI controller carries state (previous error, last step rejected) across steps
+@pytest.mark.parametrize("controller", ["pi", "i"])
+def test_resume_is_bit_identical_p3(tmp_path, controller):
+    # the PI controller (default) carries state (previous error, last step rejected)
     data, mc, P = _small(p=3.0, eps=1e-3)
-    kw = dict(t_max=60.0, options={"controller": "pi", "rtol": 1e-7}, progress=False)
+    kw = dict(t_max=60.0, options={"controller": controller, "rtol": 1e-7}, progress=False)
     full = simulate(data, mc, P, **kw)
     ck = tmp_path / "pi.ckpt.npz"
     part = simulate(data, mc, P, stop=Stop(t_max=60.0, max_steps=9), checkpoint=ck,
@@ -259,9 +310,11 @@ def test_direction_weight_default_and_rationale():
     data, mc, P = _small(p=3.0, eps=1e-8, h=6, n=60)
     pb = FlowProblem(data.X, data.y, mc)
     assert GradFlowSolver(pb, P, 0.0, 1.0).direction_weight == 1.0
-    assert GradFlowSolver(pb, P, 0.0, 1.0, direction_weight=0.5).direction_weight == 0.5
+    assert GradFlowSolver(pb, P, 0.0, 1.0).options["controller"] == "pi"
+    polar = GradFlowSolver(pb, P, 0.0, 1.0, variables="polar", direction_weight=0.5)
+    assert polar.direction_weight == 0.5
 
-    opts = {"rtol": 1e-10, "direction_weight": 1.0}
+    opts = {"rtol": 1e-10, "direction_weight": 1.0, "variables": "polar"}
     mid = simulate(data, mc, P, options=opts, t_max=15.0, save_at=[0.0, 15.0], progress=False)
     P15 = mid.params_at(-1)
     j = int(np.argmax(mid.norms[-1]))
@@ -288,11 +341,13 @@ def test_direction_weight_default_and_rationale():
     assert 0.8 * d < drho < 1.2 * d, drho  # measured: 0.9998 d
 
 
-def test_interrupt_then_resume(tmp_path, monkeypatch):
+@pytest.mark.parametrize("rep_cls", [CartesianRep, PolarRep])
+def test_interrupt_then_resume(tmp_path, monkeypatch, rep_cls):
     data, mc, P = _small(p=3.0, eps=1e-2)
-    full = simulate(data, mc, P, t_max=30.0, progress=False)
+    kw = dict(t_max=30.0, options={"variables": rep_cls.name}, progress=False)
+    full = simulate(data, mc, P, **kw)
     calls = {"n": 0}
-    orig = PolarRep.field
+    orig = rep_cls.field
 
     def flaky(self, y, mask=None, sliding=None):
         calls["n"] += 1
@@ -301,11 +356,11 @@ def test_interrupt_then_resume(tmp_path, monkeypatch):
         return orig(self, y, mask, sliding)
 
     ck = tmp_path / "c.npz"
-    monkeypatch.setattr(PolarRep, "field", flaky)
-    part = simulate(data, mc, P, t_max=30.0, checkpoint=ck, progress=False)
-    monkeypatch.setattr(PolarRep, "field", orig)
+    monkeypatch.setattr(rep_cls, "field", flaky)
+    part = simulate(data, mc, P, checkpoint=ck, **kw)
+    monkeypatch.setattr(rep_cls, "field", orig)
     assert part.status == "interrupted"
-    resumed = simulate(data, mc, P, t_max=30.0, checkpoint=ck, progress=False)
+    resumed = simulate(data, mc, P, checkpoint=ck, **kw)
     np.testing.assert_array_equal(resumed.W, full.W)
     np.testing.assert_array_equal(resumed.loss, full.loss)
 
@@ -420,6 +475,15 @@ def test_bad_inputs_raise():
         simulate(data, mc, P, options={"direction_weight": 2.0}, progress=False)
     with pytest.raises(ValueError, match="`controller` must be one of"):
         simulate(data, mc, P, options={"controller": "pid"}, progress=False)
+    with pytest.raises(ValueError, match="`project` must be one of 'auto', True, False"):
+        simulate(data, mc, P, options={"project": "yes"}, progress=False)
+    with pytest.raises(ValueError, match="`project`=True needs an activation that is 1-homog"):
+        simulate(data, ModelConfig(width=6, activation="tanh"), P, options={"project": True},
+                 progress=False)
+    with pytest.raises(ValueError, match="`project` applies to `variables`='cartesian'"):
+        simulate(data, mc, P, options={"project": True, "variables": "polar"}, progress=False)
+    with pytest.raises(ValueError, match="`direction_weight` applies to `variables`='polar'"):
+        simulate(data, mc, P, options={"direction_weight": 0.5}, progress=False)
 
 
 def test_cross_entropy_relu_logits_runs_and_matches_reference():

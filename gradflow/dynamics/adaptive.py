@@ -1,13 +1,17 @@
 """gradflow's default method: embedded Dormand-Prince 5(4) with per-neuron relative error
-control, polar variables for balanced neurons, and frozen activation patterns for ReLU.
+control, Cartesian or polar variables, and frozen activation patterns for ReLU.
 
 Design (details and measurements in docs/dynamics.md):
 
-* Variables. Balanced pReLU neurons are integrated as (u_j, rho_j = log ||w_j||)
+* Variables. Balanced ReLU neurons are integrated as (u_j, rho_j = log ||w_j||)
   (``PolarRep``): the growth e^(G t) of the alignment phase is then linear in
-  rho and the error is absolute in (u, rho), i.e. relative in (w, v) at every
-  scale from eps to O(100). Other networks use (W, v, b) with the error of
-  neuron j measured relative to ||(w_j, v_j)||. Either way no atol exists.
+  rho, the error is absolute in (u, rho), i.e. relative in (w, v) at every
+  scale from eps to O(100), and the exact alignment phase and Filippov sliding
+  below are built on them. Other networks, p > 1 included, use (W, v, b) with
+  the error of neuron j measured relative to ||(w_j, v_j)||, and for activations
+  1-homogeneous in w every step is projected back onto the conserved
+  ||v_j||^2 - ||w_j||^2 (``project``); at p > 1 that was cheaper at equal error
+  than the polar variables (benchmarks/bench_error_norm.py). Either way no atol exists.
 * Error norm. err = max_j ||e_j|| / rtol with e_j the embedded estimate of
   neuron j's relative error, so every neuron, however small, is accurate to
   rtol per step. In polar variables ||e_j||^2 = (direction_weight e_u)^2 + e_rho^2
@@ -69,17 +73,22 @@ class GradFlowSolver(FlowSolver):
     switch_order: 2 (default): the switching error after the jump correction is
         estimated as tau h |jump| min(1, h |rate_j|) (second order); 1: tau h |jump|.
     sliding: 'filippov' (default; polar variables) or 'chatter' (p=1 only).
-    variables: 'auto' (polar when applicable), 'polar' or 'cartesian'.
+    variables: 'auto' (polar for balanced ReLU networks, else Cartesian), 'polar' or
+        'cartesian'.
+    project: Cartesian variables: after every step (and at save times) project each
+        neuron onto ||v_j||^2 - ||w_j||^2 = its initial value, which the flow conserves
+        for activations 1-homogeneous in w. 'auto' (default): exactly then; True, False.
     error_weight: 'neuron' (default): the error of neuron j is measured relative to
         itself, ||e_j|| / ||theta_j|| (every neuron accurate, however small); 'network':
         relative to the largest neuron, ||e_j|| / max_k ||theta_k||.
-    direction_weight: polar variables: the error of neuron j is
+    direction_weight: polar variables only: the error of neuron j is
         sqrt(direction_weight^2 ||e_u||^2 + e_rho^2) (default 1). Direction errors contract
         toward isolated extremal vectors while log-norm errors persist, so p > 2 runs can
         use e.g. 0.1: 0-30% fewer evaluations at equal final error, measured in
         docs/dynamics.md, but a larger error at equal rtol; worse for p = 2 and ReLU.
-    controller: 'i' (default): h_new = h 0.9 err^(-1/5); 'pi': PI step-size control
-        (fewer rejected steps, different error at equal rtol).
+    controller: 'pi' (default): PI step-size control (Hairer's DOPRI5 form: fewer rejected
+        steps; measured 9-35% fewer evaluations at equal error for p > 1, neutral for
+        ReLU, docs/dynamics.md); 'i': the classical h_new = h 0.9 err^(-1/5).
     freeze: 'auto' (freeze patterns iff the activation is ReLU), True or False.
     exact_fmax: ReLU in polar variables only: while max_i |f(x_i)| <= exact_fmax the
         flow is advanced by its exact per-neuron solution (great circles between pattern
@@ -95,7 +104,7 @@ class GradFlowSolver(FlowSolver):
     OPTIONS = {"rtol": 1e-6, "switch_tol": 1e-4, "variables": "auto", "freeze": "auto",
                "error_weight": "neuron", "sliding": "filippov", "switch_order": 2,
                "first_step": None, "max_step": math.inf, "exact_fmax": None,
-               "direction_weight": 1.0, "controller": "i"}
+               "direction_weight": 1.0, "controller": "pi", "project": "auto"}
 
     @classmethod
     def validate_options(cls, o: dict) -> dict:
@@ -109,6 +118,8 @@ class GradFlowSolver(FlowSolver):
         o["direction_weight"] = check_real("direction_weight", o["direction_weight"], 0.0, 1.0,
                                            lo_open=True)
         check_choice("controller", o["controller"], ("i", "pi"))
+        if o["project"] not in ("auto", True, False):
+            raise ValueError(f"`project` must be one of 'auto', True, False; got {o['project']!r}")
         if o["freeze"] not in ("auto", True, False):
             raise ValueError(f"`freeze` must be one of 'auto', True, False; got {o['freeze']!r}")
         if o["first_step"] is not None:
@@ -125,8 +136,21 @@ class GradFlowSolver(FlowSolver):
         o = self.options
         var = o["variables"]
         if var == "auto":
-            var = "polar" if polar_applicable(problem, params0) else "cartesian"
-        self.rep = (PolarRep if var == "polar" else CartesianRep)(problem, params0)
+            # polar only where it pays: ReLU (exact alignment phase, Filippov sliding); for
+            # p > 1 Cartesian steps were cheaper at equal error (benchmarks/bench_error_norm.py)
+            var = ("polar" if problem.is_relu and polar_applicable(problem, params0)
+                   else "cartesian")
+        project = o["project"]
+        if project == "auto":
+            project = var == "cartesian" and problem.act.homogeneity == 1.0
+        if o["direction_weight"] != 1.0 and var != "polar":
+            raise ValueError("`direction_weight` applies to `variables`='polar' only (the "
+                             f"{var} variables have no direction/norm split)")
+        if project and var == "polar":
+            raise ValueError("`project` applies to `variables`='cartesian' (the polar "
+                             "variables conserve the invariants by construction)")
+        self.rep = (PolarRep(problem, params0) if var == "polar"
+                    else CartesianRep(problem, params0, conserve=bool(project)))
         self.variables = var
         self.freeze = problem.is_relu if o["freeze"] == "auto" else bool(o["freeze"])
         if self.freeze and not problem.is_relu:
@@ -393,12 +417,13 @@ class GradFlowSolver(FlowSolver):
             return self._dense_exact(ts)
         if getattr(self, "_K", None) is None:  # no stage data (e.g. just resumed): Hermite
             ys = hermite(ts, self.t_old, self.t, self.y_old, self.y, self.k_old, self.k)
-            return [self.rep.unpack(y) for y in ys]
+            return [self.rep.unpack(self.rep.finalize(y)) for y in ys]
         out = []
         for t in np.atleast_1d(ts):
             s = 0.0 if h == 0 else (t - self.t_old) / h
             coef = DP5_DENSE @ (s ** np.arange(1, 5))
-            out.append(self.rep.unpack(self.y_old + h * (coef @ self._K)))
+            # finalize: interpolated states get the same projection as step ends
+            out.append(self.rep.unpack(self.rep.finalize(self.y_old + h * (coef @ self._K))))
         return out
 
     def _dense_exact(self, ts) -> list[TwoLayerParams]:

@@ -3,7 +3,9 @@
 ``FlowProblem`` holds the data and model. A *representation* maps network
 parameters to one flat state vector y and evaluates dy/dt = F(y):
 
-* ``CartesianRep``: y = (W, v, b); F = -grad L (any activation, any loss).
+* ``CartesianRep``: y = (W, v, b); F = -grad L (any activation, any loss). With
+  ``conserve=True`` (1-homogeneous activations) ``finalize`` projects every neuron
+  back onto its invariant ||v_j||^2 - ||w_j||^2 = c_j(0) (``project_invariants``).
 * ``PolarRep``: for balanced neurons of a 1-homogeneous pReLU net (|v_j| =
   ||w_j||, which the flow conserves), y = (u_j, rho_j) with w_j = e^rho_j u_j,
   v_j = s_j e^rho_j. With omega_i = -dL/df_i and z_ij = <u_j, x_i>:
@@ -106,7 +108,7 @@ class CartesianRep:
 
     name = "cartesian"
 
-    def __init__(self, problem: FlowProblem, params: TwoLayerParams):
+    def __init__(self, problem: FlowProblem, params: TwoLayerParams, conserve: bool = False):
         self.pb = problem
         self.h, self.D = params.W.shape
         self.vshape = params.v.shape
@@ -115,6 +117,10 @@ class CartesianRep:
         self.center = params.center
         self.nW = self.h * self.D
         self.nv = int(np.prod(self.vshape))
+        if conserve and problem.act.homogeneity != 1.0:
+            raise ValueError("`project`=True needs an activation that is 1-homogeneous in w "
+                             f"(prelu, relu); {problem.act.name!r} conserves no invariant")
+        self.c0 = _invariants(params.W, params.v) if conserve else None
 
     def pack(self, params: TwoLayerParams) -> np.ndarray:
         parts = [params.W.ravel(), params.v.ravel()]
@@ -181,7 +187,11 @@ class CartesianRep:
         return num / np.maximum(den, 1e-300)
 
     def finalize(self, y):
-        return y
+        if self.c0 is None:
+            return y
+        W, v, b = self.split(y)
+        W, v = project_invariants(W, v, self.c0)
+        return np.concatenate([W.ravel(), v.ravel()] + ([np.ravel(b)] if b is not None else []))
 
     def jump(self, y, g_abs):
         """|Change of dtheta_j/dt| (relative to ||theta_j||) when sample i switches neuron j: (n, h)."""
@@ -195,6 +205,43 @@ class CartesianRep:
     def significance(self, y) -> np.ndarray:
         s = self.neuron_sizes(y)
         return s / max(float(s.max()), 1e-300)
+
+
+def _invariants(W, v) -> np.ndarray:
+    vv = v**2 if v.ndim == 1 else np.sum(v**2, axis=1)
+    return vv - np.sum(W * W, axis=1)
+
+
+def project_invariants(W, v, c0, max_iter: int = 60):
+    """Nearest point with ||v_j||^2 - ||w_j||^2 = c0_j, neuron by neuron.
+
+    The gradient flow of a 1-homogeneous network conserves c_j (THEORY.md section 3); a
+    Runge-Kutta step does not. Orthogonal projection onto the level set (Hairer, Lubich &
+    Wanner, Geometric Numerical Integration IV.4) keeps the order of the step: with a
+    Lagrange multiplier mu_j the nearest point is w_j / (1 + mu_j), v_j / (1 - mu_j), where
+    g(mu) = ||v_j||^2 / (1 - mu)^2 - ||w_j||^2 / (1 + mu)^2 - c0_j = 0. g increases from
+    -inf to +inf on (-1, 1), so its root is unique; Newton from mu = 0 safeguarded by
+    bisection finds it (after an integration step the residual is ~rtol: 2-3 iterations).
+    Neurons with w_j = 0 or v_j = 0 are left as they are (no such nearest point).
+    """
+    vv = v**2 if v.ndim == 1 else np.sum(v**2, axis=1)
+    ww = np.sum(W * W, axis=1)
+    ok = (vv > 0) & (ww > 0)
+    vv, ww, c = vv[ok], ww[ok], np.asarray(c0, dtype=np.float64)[ok]
+    mu, lo, hi = np.zeros_like(vv), -np.ones_like(vv), np.ones_like(vv)
+    for _ in range(max_iter):
+        a, b = 1.0 - mu, 1.0 + mu
+        g = vv / a**2 - ww / b**2 - c
+        if np.all(np.abs(g) <= 4 * np.finfo(float).eps * (vv / a**2 + ww / b**2 + np.abs(c))):
+            break
+        lo, hi = np.where(g < 0, mu, lo), np.where(g > 0, mu, hi)
+        step = mu - g / (2.0 * vv / a**3 + 2.0 * ww / b**3)
+        mu = np.where((step > lo) & (step < hi), step, 0.5 * (lo + hi))
+    scale_w, scale_v = np.ones(len(ok)), np.ones(len(ok))
+    scale_w[ok], scale_v[ok] = 1.0 / (1.0 + mu), 1.0 / (1.0 - mu)
+    W = W * scale_w[:, None]
+    v = v * scale_v if v.ndim == 1 else v * scale_v[:, None]
+    return W, v
 
 
 class PolarRep:
