@@ -11,8 +11,9 @@ every candidate runs at rtol 3e-4 ... 1e-6 (half decades) from the same initial 
 compared with a DOP853 reference (rtol 1e-11) from the same run. Reported: the
 evaluations each candidate needs for relative error 1e-5 and 1e-4 of theta(T) (log-log
 interpolation on its cost-error frontier), the ratio to the previous (polar) default,
-and the error at rtol 3e-5 (whether rtol keeps its meaning). At p = 2 the errors level
-off near 3e-5 for every method and rtol, so only the 1e-4 column exists there; at
+and the error at rtol 3e-5 (whether rtol keeps its meaning). At p = 2 the errors fall
+only slowly with rtol (~3e-5 at rtol 1e-6 for every method), so only the 1e-4 column
+exists there; at
 p > 2 the rtol range (3e-4 .. 1e-6) mostly stays below 1e-4 ("-": not bracketed).
 
 Candidates: polar variables with direction_weight 1 and 0.1, and Cartesian variables
