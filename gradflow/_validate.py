@@ -54,7 +54,7 @@ def check_real(
     return value
 
 
-def check_choice(name: str, value, choices: Iterable[str]) -> str:
+def check_choice(name: str, value, choices: Iterable):
     choices = tuple(choices)
     if value not in choices:
         raise ValueError(f"`{name}` must be one of {', '.join(map(repr, choices))}; got {value!r}")

@@ -65,8 +65,12 @@ class TwoLayerParams:
 
     def invariant(self) -> np.ndarray:
         """Per-neuron v_j^2 - ||w_j||^2 (||v_j||^2 for vector outputs): conserved by the flow."""
-        vv = self.v**2 if self.v.ndim == 1 else np.sum(self.v**2, axis=1)
-        return vv - np.sum(self.W**2, axis=1)
+        return output_sq_norms(self.v) - np.sum(self.W**2, axis=1)
+
+
+def output_sq_norms(v: np.ndarray) -> np.ndarray:
+    """Per-neuron ||v_j||^2 of output weights v, shape (h,) (scalar) or (h, C) (vector outputs)."""
+    return v**2 if v.ndim == 1 else np.sum(v**2, axis=1)
 
 
 def _prepare(params: TwoLayerParams, X: np.ndarray, cfg: ModelConfig):

@@ -264,13 +264,19 @@ def test_default_p3_is_cartesian_with_projection():
 
 
 # ---------------------------------------------------------------- run management
-def test_resume_is_bit_identical(tmp_path):
-    data, mc, P = _small(p=1.0, eps=1e-2)
-    kw = dict(t_max=40.0, progress=False)
+@pytest.mark.parametrize("p,eps,t_max,max_steps,every,options", [
+    (1.0, 1e-2, 40.0, 7, 3, {}),
+    # the PI controller (default) carries state (previous error, last step rejected)
+    (3.0, 1e-3, 60.0, 9, 4, {"controller": "pi", "rtol": 1e-7}),
+    (3.0, 1e-3, 60.0, 9, 4, {"controller": "i", "rtol": 1e-7}),
+])
+def test_resume_is_bit_identical(tmp_path, p, eps, t_max, max_steps, every, options):
+    data, mc, P = _small(p=p, eps=eps)
+    kw = dict(t_max=t_max, options=options, progress=False)
     full = simulate(data, mc, P, **kw)
     ck = tmp_path / "run.ckpt.npz"
-    part = simulate(data, mc, P, stop=Stop(t_max=40.0, max_steps=7), checkpoint=ck,
-                    checkpoint_every=3, progress=False)
+    part = simulate(data, mc, P, stop=Stop(t_max=t_max, max_steps=max_steps), checkpoint=ck,
+                    checkpoint_every=every, options=options, progress=False)
     assert part.status == "max_steps"
     resumed = simulate(data, mc, P, checkpoint=ck, **kw)
     assert resumed.status == "success"
@@ -279,22 +285,8 @@ def test_resume_is_bit_identical(tmp_path):
     assert (resumed.nfev, resumed.n_steps, resumed.n_rejected) == (
         full.nfev, full.n_steps, full.n_rejected)
     with pytest.raises(ValueError, match="`checkpoint`.*different run"):
-        simulate(data, mc, P, checkpoint=ck, t_max=41.0, progress=False)
-
-
-@pytest.mark.parametrize("controller", ["pi", "i"])
-def test_resume_is_bit_identical_p3(tmp_path, controller):
-    # the PI controller (default) carries state (previous error, last step rejected)
-    data, mc, P = _small(p=3.0, eps=1e-3)
-    kw = dict(t_max=60.0, options={"controller": controller, "rtol": 1e-7}, progress=False)
-    full = simulate(data, mc, P, **kw)
-    ck = tmp_path / "pi.ckpt.npz"
-    part = simulate(data, mc, P, stop=Stop(t_max=60.0, max_steps=9), checkpoint=ck,
-                    checkpoint_every=4, options=kw["options"], progress=False)
-    assert part.status == "max_steps"
-    resumed = simulate(data, mc, P, checkpoint=ck, **kw)
-    np.testing.assert_array_equal(resumed.W, full.W)
-    assert (resumed.nfev, resumed.n_rejected) == (full.nfev, full.n_rejected)
+        simulate(data, mc, P, checkpoint=ck, t_max=t_max + 1.0, options=options,
+                 progress=False)
 
 
 def test_direction_weight_default_and_rationale():

@@ -118,10 +118,8 @@ class GradFlowSolver(FlowSolver):
         o["direction_weight"] = check_real("direction_weight", o["direction_weight"], 0.0, 1.0,
                                            lo_open=True)
         check_choice("controller", o["controller"], ("i", "pi"))
-        if o["project"] not in ("auto", True, False):
-            raise ValueError(f"`project` must be one of 'auto', True, False; got {o['project']!r}")
-        if o["freeze"] not in ("auto", True, False):
-            raise ValueError(f"`freeze` must be one of 'auto', True, False; got {o['freeze']!r}")
+        check_choice("project", o["project"], ("auto", True, False))
+        check_choice("freeze", o["freeze"], ("auto", True, False))
         if o["first_step"] is not None:
             o["first_step"] = check_real("first_step", o["first_step"], 0.0, lo_open=True)
         if o["exact_fmax"] is not None:

@@ -29,7 +29,7 @@ import numpy as np
 
 from ..config import ModelConfig
 from ..losses import check_loss, exp_cap, mean_loss_and_dlogits
-from ..model import TwoLayerParams, gradient_from_features
+from ..model import TwoLayerParams, gradient_from_features, output_sq_norms
 
 
 class NonFiniteError(FloatingPointError):
@@ -120,7 +120,7 @@ class CartesianRep:
         if conserve and problem.act.homogeneity != 1.0:
             raise ValueError("`project`=True needs an activation that is 1-homogeneous in w "
                              f"(prelu, relu); {problem.act.name!r} conserves no invariant")
-        self.c0 = _invariants(params.W, params.v) if conserve else None
+        self.c0 = params.invariant() if conserve else None
 
     def pack(self, params: TwoLayerParams) -> np.ndarray:
         parts = [params.W.ravel(), params.v.ravel()]
@@ -175,14 +175,12 @@ class CartesianRep:
     def neuron_sizes(self, y) -> np.ndarray:
         """||(w_j, v_j)|| per neuron, the scale of its relative error."""
         W, v, _ = self.split(y)
-        vv = v**2 if v.ndim == 1 else np.sum(v**2, axis=1)
-        return np.sqrt(np.sum(W * W, axis=1) + vv)
+        return np.sqrt(np.sum(W * W, axis=1) + output_sq_norms(v))
 
     def neuron_error(self, e, y0, y1) -> np.ndarray:
         """Per-neuron relative size of a state increment e: ||e_j|| / ||theta_j||."""
         eW, ev, _ = self.split(e)
-        ev2 = ev**2 if ev.ndim == 1 else np.sum(ev**2, axis=1)
-        num = np.sqrt(np.sum(eW * eW, axis=1) + ev2)
+        num = np.sqrt(np.sum(eW * eW, axis=1) + output_sq_norms(ev))
         den = np.maximum(self.neuron_sizes(y0), self.neuron_sizes(y1))
         return num / np.maximum(den, 1e-300)
 
@@ -207,11 +205,6 @@ class CartesianRep:
         return s / max(float(s.max()), 1e-300)
 
 
-def _invariants(W, v) -> np.ndarray:
-    vv = v**2 if v.ndim == 1 else np.sum(v**2, axis=1)
-    return vv - np.sum(W * W, axis=1)
-
-
 def project_invariants(W, v, c0, max_iter: int = 60):
     """Nearest point with ||v_j||^2 - ||w_j||^2 = c0_j, neuron by neuron.
 
@@ -224,8 +217,7 @@ def project_invariants(W, v, c0, max_iter: int = 60):
     bisection finds it (after an integration step the residual is ~rtol: 2-3 iterations).
     Neurons with w_j = 0 or v_j = 0 are left as they are (no such nearest point).
     """
-    vv = v**2 if v.ndim == 1 else np.sum(v**2, axis=1)
-    ww = np.sum(W * W, axis=1)
+    vv, ww = output_sq_norms(v), np.sum(W * W, axis=1)
     ok = (vv > 0) & (ww > 0)
     vv, ww, c = vv[ok], ww[ok], np.asarray(c0, dtype=np.float64)[ok]
     mu, lo, hi = np.zeros_like(vv), -np.ones_like(vv), np.ones_like(vv)

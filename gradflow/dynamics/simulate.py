@@ -13,7 +13,7 @@ from .._validate import check_array, check_int
 from ..config import DataConfig, InitConfig, ModelConfig
 from ..data import SubclassData, make_subclass_data
 from ..init import init_params
-from ..model import TwoLayerParams, forward
+from ..model import TwoLayerParams, forward, output_sq_norms
 from ._base import StepFailure
 from .checkpoint import fingerprint, load_checkpoint, save_checkpoint
 from .events import Stop, crossing_time, default_save_times
@@ -262,7 +262,7 @@ def simulate(
                 message = f"loss {sol.loss:.4g} <= loss_target={stop.loss_target:g}"
             elif stop.norm_cap is not None:
                 p = sol.params()
-                size = float(np.max(np.sqrt(np.sum(p.W**2, axis=1) + _vsq(p.v))))
+                size = float(np.max(np.sqrt(np.sum(p.W**2, axis=1) + output_sq_norms(p.v))))
                 if size >= stop.norm_cap:
                     status = "norm_cap"
                     message = f"neuron norm {size:.4g} >= norm_cap={stop.norm_cap:g}"
@@ -294,6 +294,3 @@ def simulate(
         raise RuntimeError(f"simulate failed with status {status!r}: {message}")
     return out
 
-
-def _vsq(v):
-    return v**2 if v.ndim == 1 else np.sum(v**2, axis=1)

@@ -64,17 +64,23 @@ class Solution:
         n = self.norms[..., None]
         return np.divide(self.W, n, out=np.zeros_like(self.W), where=n > 0)
 
+    def _sq_norms(self) -> tuple[np.ndarray, np.ndarray]:
+        """(||v_j||^2, ||w_j||^2) at every saved time, each of shape (T, h)."""
+        vv = self.v**2 if self.v.ndim == 2 else np.sum(self.v**2, axis=2)
+        return vv, np.sum(self.W**2, axis=2)
+
     @property
     def invariants(self) -> np.ndarray:
         """c_j(t) = ||v_j||^2 - ||w_j||^2, shape (T, h)."""
-        vv = self.v**2 if self.v.ndim == 2 else np.sum(self.v**2, axis=2)
-        return vv - np.sum(self.W**2, axis=2)
+        vv, ww = self._sq_norms()
+        return vv - ww
 
     @property
     def invariant_drift(self) -> float:
-        vv = self.v**2 if self.v.ndim == 2 else np.sum(self.v**2, axis=2)
-        size = np.max(vv + np.sum(self.W**2, axis=2), axis=1)
-        drift = np.max(np.abs(self.invariants - self.invariants[0]), axis=1)
+        vv, ww = self._sq_norms()
+        c = vv - ww
+        size = np.max(vv + ww, axis=1)
+        drift = np.max(np.abs(c - c[0]), axis=1)
         return float(np.max(drift / np.maximum(size, 1e-300)))
 
     def params_at(self, i: int) -> TwoLayerParams:
