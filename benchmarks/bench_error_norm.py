@@ -12,7 +12,7 @@ compared with a DOP853 reference (rtol 1e-11) from the same run. Reported: the
 evaluations each candidate needs for relative error 1e-5 and 1e-4 of theta(T) (log-log
 interpolation on its cost-error frontier), the ratio to the previous (polar) default,
 and the error at rtol 3e-5 (whether rtol keeps its meaning). At p = 2 the errors fall
-only slowly with rtol (~3e-5 at rtol 1e-6 for every method), so only the 1e-4 column
+only slowly with rtol (2e-5 .. 3e-5 at rtol 1e-6), so only the 1e-4 column
 exists there; at
 p > 2 the rtol range (3e-4 .. 1e-6) mostly stays below 1e-4 ("-": not bracketed).
 
