@@ -8,7 +8,7 @@ from scipy.integrate import solve_ivp
 from gradflow.config import DataConfig, InitConfig, ModelConfig
 from gradflow.data import make_subclass_data
 from gradflow.dynamics import Stop, simulate
-from gradflow.dynamics.fields import FlowProblem, PolarRep
+from gradflow.dynamics.fields import FlowProblem, PolarRep, min_norm_solve
 from gradflow.dynamics.relu_exact import exact_relu_step
 from gradflow.init import init_params
 
@@ -87,6 +87,43 @@ def test_sliding_pairs_stay_on_their_surfaces_with_valid_multipliers():
     rep.field(np.concatenate([U1.ravel(), rho1]), m1, S1)
     lam = rep.last_lambda[S1]
     assert np.all((lam > 0) & (lam < 1))  # Filippov multipliers inside (0, 1)
+
+
+def test_min_norm_solve_matches_lstsq_on_padded_and_singular_stacks():
+    rng = np.random.default_rng(3)
+    G, r, ref = np.zeros((3, 4, 4)), np.zeros((3, 4)), np.zeros((3, 4))
+    for k, (m, rank) in enumerate([(4, 4), (3, 2), (1, 1)]):  # full, rank-deficient, padded
+        A = rng.normal(size=(m, rank)) @ rng.normal(size=(rank, 6))
+        G[k, :m, :m] = A @ A.T
+        r[k, :m] = A @ rng.normal(size=6)  # in the range of G: lstsq solves it exactly
+        ref[k, :m] = np.linalg.lstsq(G[k, :m, :m], r[k, :m], rcond=1e-12)[0]
+    # 1e-10: G has condition ~1e3 here, eigh and lstsq's SVD differ by rounding only
+    np.testing.assert_allclose(min_norm_solve(G, r), ref, atol=1e-10)
+
+
+def test_batched_filippov_and_projection_satisfy_the_sliding_conditions():
+    data, mc, P = _small()
+    pb = FlowProblem(data.X, data.y, mc)
+    rep = PolarRep(pb, P)
+    U, rho = rep.split(rep.pack(P))
+    mask = pb.X @ U.T > 0
+    U1, rho1, m1, S1, _ = exact_relu_step(U, rho, rep.s, pb.X, data.y / len(data.y), mask,
+                                          np.zeros_like(mask), 8.0)
+    assert S1.any(axis=0).sum() > 1 and S1.sum(axis=0).max() > 1  # several multi-sample sets
+    y1 = np.concatenate([U1.ravel(), rho1])
+    F, _, _ = rep.field(y1, m1, S1)
+    lam = rep.last_lambda
+    # per neuron, the defining conditions: the sliding samples' d<u_j, x_i>/dt vanish
+    dU = F[: U1.size].reshape(U1.shape)
+    for j in np.nonzero(S1.any(axis=0))[0]:
+        assert np.max(np.abs(pb.X[S1[:, j]] @ dU[j])) < 1e-12 * np.abs(dU[j]).max() + 1e-15
+        assert np.all(lam[~S1[:, j], j] == 0.0)
+    # projection: a perturbed state goes back onto every sliding surface
+    y_off = y1 + 1e-6 * np.random.default_rng(0).normal(size=y1.size)
+    y_off[U1.size:] = rho1
+    U2 = rep.project_sliding(y_off, S1)[: U1.size].reshape(U1.shape)
+    assert np.max(np.abs((pb.X @ U2.T)[S1])) < 1e-13
+    np.testing.assert_allclose(np.linalg.norm(U2, axis=1), 1.0, atol=1e-14)
 
 
 def test_exact_alignment_phase_matches_fine_rk4_and_saves_evaluations():

@@ -236,6 +236,21 @@ def project_invariants(W, v, c0, max_iter: int = 60):
     return W, v
 
 
+def min_norm_solve(G, r, rcond: float = 1e-12):
+    """Minimum-norm solution of G x = r for a stack of symmetric PSD G (k, m, m), r (k, m).
+
+    Eigenvalues below rcond * the largest of each matrix count as zero: the batched
+    equivalent of ``np.linalg.lstsq(G, r, rcond)``. Zero rows and columns (padding)
+    give zero components.
+    """
+    evals, V = np.linalg.eigh(G)
+    cut = rcond * np.max(np.abs(evals), axis=1, keepdims=True)
+    keep = evals > cut
+    inv = np.divide(1.0, evals, out=np.zeros_like(evals), where=keep)
+    coef = inv * np.einsum("kji,kj->ki", V, r)  # V^T r, scaled by the pseudo-inverse
+    return np.einsum("kij,kj->ki", V, coef)
+
+
 class PolarRep:
     """y = (u.ravel(), rho) for balanced neurons; see the module docstring for F."""
 
@@ -312,27 +327,47 @@ class PolarRep:
         U /= np.linalg.norm(U, axis=1, keepdims=True)
         return np.concatenate([U.ravel(), rho])
 
+    def _sliding_stacks(self, sliding):
+        """The sliding samples of every sliding neuron as a zero-padded stack.
+
+        Returns (ii, jj, cols, slot, Xs): pairs (sample ii, neuron jj) grouped by
+        neuron, the sliding neurons ``cols``, each pair's (group, position) ``slot`` and
+        Xs (len(cols), max set size, D) with Xs[slot] = X[ii].
+        """
+        jj, ii = np.nonzero(sliding.T)
+        cols, start, m = np.unique(jj, return_index=True, return_counts=True)
+        group = np.searchsorted(cols, jj)
+        slot = (group, np.arange(jj.size) - start[group])
+        Xs = np.zeros((cols.size, int(m.max()), self.pb.X.shape[1]))
+        Xs[slot] = self.pb.X[ii]
+        return ii, jj, cols, slot, Xs
+
     def _filippov(self, B, Uh, sliding, wq) -> np.ndarray:
-        """Add the sliding contributions to B in place; return lambda as an (n, h) array."""
+        """Add the sliding contributions to B in place; return lambda as an (n, h) array.
+
+        Neuron j with sliding samples Xs needs mu with P Xs (B_j + mu Xs) = 0 (P projects
+        off u_j): the minimum-norm solution of (P Xs)(P Xs)^T mu = -(P Xs) B_j. The sets
+        are small (1-10 samples on the benchmark), so all neurons are solved at once.
+        """
         lam = np.zeros(sliding.shape)
-        X = self.pb.X
-        for j in np.nonzero(sliding.any(axis=0))[0]:
-            idx = np.nonzero(sliding[:, j])[0]
-            Xs = X[idx]
-            Pxs = Xs - np.outer(Xs @ Uh[j], Uh[j])
-            mu = np.linalg.lstsq(Pxs @ Pxs.T, -(Pxs @ B[j]), rcond=1e-12)[0]
-            B[j] += mu @ Xs
-            lam[idx, j] = mu / wq[idx]
+        ii, jj, cols, slot, Xs = self._sliding_stacks(sliding)
+        Uc = Uh[cols]
+        Pxs = Xs - np.einsum("kmd,kd->km", Xs, Uc)[:, :, None] * Uc[:, None, :]
+        rhs = -np.einsum("kmd,kd->km", Pxs, B[cols])
+        mu = min_norm_solve(Pxs @ np.swapaxes(Pxs, 1, 2), rhs)
+        B[cols] += np.einsum("km,kmd->kd", mu, Xs)
+        lam[ii, jj] = mu[slot] / wq[ii]
         return lam
 
     def project_sliding(self, y, sliding):
         """Put every neuron back onto its sliding surfaces <u_j, x_i> = 0, then renormalise."""
         U, rho = self.split(y)
         U = U.copy()
-        for j in np.nonzero(sliding.any(axis=0))[0]:
-            Xs = self.pb.X[sliding[:, j]]
-            coef = np.linalg.lstsq(Xs @ Xs.T, Xs @ U[j], rcond=1e-12)[0]
-            U[j] -= coef @ Xs
+        if sliding.any():
+            _, _, cols, _, Xs = self._sliding_stacks(sliding)
+            coef = min_norm_solve(Xs @ np.swapaxes(Xs, 1, 2),
+                                  np.einsum("kmd,kd->km", Xs, U[cols]))
+            U[cols] -= np.einsum("km,kmd->kd", coef, Xs)
         U /= np.linalg.norm(U, axis=1, keepdims=True)
         return np.concatenate([U.ravel(), rho])
 
