@@ -72,14 +72,19 @@ def test_switch_time_and_continuation_closed_form():
     assert abs(rho[0] - rho_T) < 1e-12
 
 
-def test_sliding_pairs_stay_on_their_surfaces_with_valid_multipliers():
+def _after_exact_step(H=8.0):
+    """The small config's polar rep and its state after one exact step of length H."""
     data, mc, P = _small()
     pb = FlowProblem(data.X, data.y, mc)
     rep = PolarRep(pb, P)
     U, rho = rep.split(rep.pack(P))
     mask = pb.X @ U.T > 0
-    U1, rho1, m1, S1, sw = exact_relu_step(U, rho, rep.s, pb.X, data.y / len(data.y), mask,
-                                           np.zeros_like(mask), 8.0)
+    return pb, rep, exact_relu_step(U, rho, rep.s, pb.X, data.y / len(data.y), mask,
+                                    np.zeros_like(mask), H)
+
+
+def test_sliding_pairs_stay_on_their_surfaces_with_valid_multipliers():
+    pb, rep, (U1, rho1, m1, S1, sw) = _after_exact_step()
     assert sw > 0 and S1.any()  # this configuration does slide
     Z = pb.X @ U1.T
     assert np.max(np.abs(Z[S1])) < 1e-10  # exactly on the surfaces (up to rounding)
@@ -102,13 +107,7 @@ def test_min_norm_solve_matches_lstsq_on_padded_and_singular_stacks():
 
 
 def test_batched_filippov_and_projection_satisfy_the_sliding_conditions():
-    data, mc, P = _small()
-    pb = FlowProblem(data.X, data.y, mc)
-    rep = PolarRep(pb, P)
-    U, rho = rep.split(rep.pack(P))
-    mask = pb.X @ U.T > 0
-    U1, rho1, m1, S1, _ = exact_relu_step(U, rho, rep.s, pb.X, data.y / len(data.y), mask,
-                                          np.zeros_like(mask), 8.0)
+    pb, rep, (U1, rho1, m1, S1, _) = _after_exact_step()
     assert S1.any(axis=0).sum() > 1 and S1.sum(axis=0).max() > 1  # several multi-sample sets
     y1 = np.concatenate([U1.ravel(), rho1])
     F, _, _ = rep.field(y1, m1, S1)
