@@ -17,7 +17,12 @@ in one run and from the same initial state:
    sum_j stages_j / h in gradient-evaluation units is what a perfect multirate method with
    free coupling would pay; its error is open loop (no feedback through f).
 
-Usage: python benchmarks/p3_cost_analysis.py   (about 2 minutes on one core)
+The settings are the polar variables with the classical controller (the default for p=3
+before benchmarks/bench_error_norm.py) and the current default (Cartesian variables with
+the invariant projection and the PI controller); the oracle uses each setting's variables,
+norm and controller.
+
+Usage: python benchmarks/p3_cost_analysis.py   (a few minutes on one core)
 """
 from __future__ import annotations
 
@@ -35,16 +40,24 @@ from gradflow.config import InitConfig, ModelConfig  # noqa: E402
 from gradflow.data import make_subclass_data  # noqa: E402
 from gradflow.dynamics import simulate  # noqa: E402
 from gradflow.dynamics.adaptive import GradFlowSolver  # noqa: E402
-from gradflow.dynamics.fields import FlowProblem, PolarRep  # noqa: E402
+from gradflow.dynamics.fields import FlowProblem, PolarRep, project_invariants  # noqa: E402
 from gradflow.dynamics.tableaus import DP5  # noqa: E402
 from gradflow.init import init_params  # noqa: E402
-from gradflow.model import forward  # noqa: E402
+from gradflow.model import forward, gradient_from_features  # noqa: E402
 
 T = 350.0
-# the polar variables (the default for p=3 until bench_error_norm.py; their direction/norm
-# split is what the per-neuron oracle and the direction weight need)
-SETTINGS = ({"rtol": 1e-5, "direction_weight": 1.0, "variables": "polar"},
-            {"rtol": 3e-5, "direction_weight": 0.1, "variables": "polar"})
+# the polar variables with the classical controller (the default for p=3 until
+# bench_error_norm.py), with and without the direction weight, and the current default
+# (Cartesian variables, projection, PI controller) at two tolerances around error 1e-5
+SETTINGS = ({"rtol": 1e-5, "direction_weight": 1.0, "variables": "polar", "controller": "i"},
+            {"rtol": 3e-5, "direction_weight": 0.1, "variables": "polar", "controller": "i"},
+            {"rtol": 1e-4}, {"rtol": 3e-5})
+
+
+def label(opts):
+    if opts.get("variables") == "polar":
+        return f"polar, rtol {opts['rtol']:g}, w {opts['direction_weight']:g}"
+    return f"default (Cartesian), rtol {opts['rtol']:g}"
 
 
 def rel_err(theta, ref):
@@ -61,7 +74,8 @@ class KthSolver(GradFlowSolver):
     kth = 1
 
     def _error(self, e, y_new):
-        err = self.rep.neuron_error(e, self.y, y_new, self.direction_weight)
+        kw = {"direction_weight": self.direction_weight} if self.variables == "polar" else {}
+        err = self.rep.neuron_error(e, self.y, y_new, **kw)
         return float(np.sort(err)[-self.kth]) / self.rtol
 
 
@@ -75,51 +89,109 @@ def shared_run(pb, P0, opts, kth=1):
     return sol, marks
 
 
-def per_neuron(pb, P0, omega, opts, t_end):
-    """Each neuron alone with its own DP5 steps, loss weights omega(t) given."""
-    rep = PolarRep(pb, P0)
-    U0, rho0 = rep.split(rep.pack(P0))
-    X, p, s = pb.X, rep.p, rep.s
-    rtol, dw = opts["rtol"], opts["direction_weight"]
-    A, c, b_err = DP5.A, DP5.c, DP5.b_err
+def _alone(field, norm, finalize, y, t_end, rtol, controller):
+    """One neuron with its own DP5 steps; returns (y(t_end), stages, accepted, rejected).
 
-    def field(t, y, sj):
-        u = y[:-1] / np.linalg.norm(y[:-1])
-        a = np.maximum(X @ u, 0.0)
-        w = omega(t)
-        g = sj * p * (X.T @ (w * a ** (p - 1)))
-        return np.concatenate([g - (g @ u) * u, [sj * (w @ a**p)]])
+    Same tableau, safety factor, bounds and controllers as GradFlowSolver ('i' or 'pi')."""
+    A, c, b_err = DP5.A, DP5.c, DP5.b_err
+    t, h, err_old, rejected_last = 0.0, 0.1, 1e-4, False
+    k = field(t, y)
+    stages, n_ok, rejected = 1, 0, 0
+    while t < t_end:
+        h = min(h, t_end - t)
+        K = [k]
+        for i in range(1, 7):
+            yi = y + h * sum(A[i, m] * K[m] for m in range(i) if A[i, m] != 0.0)
+            K.append(field(t + c[i] * h, yi))
+            stages += 1
+        err = norm(h * sum(cc * kk for cc, kk in zip(b_err, K) if cc != 0.0), y, yi) / rtol
+        if err > 1.0:
+            h *= max(0.2, 0.9 * err ** -0.2)
+            rejected, rejected_last = rejected + 1, True
+            continue
+        y, k, t = finalize(yi), K[-1], t + h
+        n_ok += 1
+        if controller == "i":
+            fac = 5.0 if err == 0 else min(5.0, max(0.2, 0.9 * err ** -0.2))
+        else:
+            e = max(err, 1e-10)
+            fac = min(5.0, max(0.2, 0.9 * e ** -(0.2 - 0.03) * err_old ** 0.04))
+            fac = min(fac, 1.0) if rejected_last else fac
+            err_old, rejected_last = max(e, 1e-4), False
+        h *= fac
+    return y, stages, n_ok, rejected
+
+
+def per_neuron(pb, P0, omega, opts, t_end):
+    """Each neuron alone with its own DP5 steps, loss weights omega(t) given.
+
+    Polar: (u_j, rho_j) with the direction weight and the classical controller (the polar
+    default when this was written). Cartesian (the current default): (w_j, v_j) with the
+    relative norm, the PI controller and the projection onto v_j^2 - ||w_j||^2 = c_j(0);
+    its field is model.gradient_from_features with dL/df = -omega(t) handed in.
+    """
+    X, rtol, h_width = pb.X, opts["rtol"], P0.W.shape[0]
+    if opts.get("variables") == "polar":
+        rep = PolarRep(pb, P0)
+        U0, rho0 = rep.split(rep.pack(P0))
+        p, dw = rep.p, opts["direction_weight"]
+        starts = [np.concatenate([U0[j], [rho0[j]]]) for j in range(h_width)]
+
+        def make(j):
+            sj = rep.s[j]
+
+            def field(t, y):
+                u = y[:-1] / np.linalg.norm(y[:-1])
+                a = np.maximum(X @ u, 0.0)
+                w = omega(t)
+                g = sj * p * (X.T @ (w * a ** (p - 1)))
+                return np.concatenate([g - (g @ u) * u, [sj * (w @ a**p)]])
+
+            def norm(e, y0, y1):
+                return float(np.sqrt(dw**2 * (e[:-1] @ e[:-1]) + e[-1] ** 2))
+
+            def finalize(y):
+                return np.concatenate([y[:-1] / np.linalg.norm(y[:-1]), y[-1:]])
+
+            return field, norm, finalize, "i"
+
+    else:
+        c0 = P0.invariant()
+        starts = [np.concatenate([P0.W[j], [P0.v[j]]]) for j in range(h_width)]
+
+        def make(j):
+            def field(t, y):
+                W, v = y[None, :-1], y[-1:]
+                phi, dphi = pb.act.both(X @ W.T)
+                _, _, _, gW, gv = gradient_from_features(
+                    X, W, v, None, phi, dphi, pb.q, pb.xscale, lambda f: (0.0, -omega(t)))
+                return -np.concatenate([gW[0], gv])
+
+            def norm(e, y0, y1):
+                return float(np.linalg.norm(e) / max(np.linalg.norm(y0), np.linalg.norm(y1)))
+
+            def finalize(y):
+                W, v = project_invariants(y[None, :-1], y[-1:], c0[j:j + 1])
+                return np.concatenate([W[0], v])
+
+            return field, norm, finalize, "pi"
 
     stages, steps, rejected, finals = 0, [], 0, []
-    for j in range(len(s)):
-        t, y, h = 0.0, np.concatenate([U0[j], [rho0[j]]]), 0.1
-        k = field(t, y, s[j])
-        stages += 1
-        n_ok = 0
-        while t < t_end:
-            h = min(h, t_end - t)
-            K = [k]
-            for i in range(1, 7):
-                yi = y + h * sum(A[i, m] * K[m] for m in range(i) if A[i, m] != 0.0)
-                K.append(field(t + c[i] * h, yi, s[j]))
-                stages += 1
-            e = h * sum(cc * kk for cc, kk in zip(b_err, K) if cc != 0.0)
-            err = np.sqrt(dw**2 * (e[:-1] @ e[:-1]) + e[-1] ** 2) / rtol
-            if err > 1.0:
-                h *= max(0.2, 0.9 * err ** -0.2)
-                rejected += 1
-                continue
-            yi[:-1] /= np.linalg.norm(yi[:-1])
-            y, k, t = yi, K[-1], t + h
-            n_ok += 1
-            h *= 5.0 if err == 0 else min(5.0, max(0.2, 0.9 * err ** -0.2))
+    for j in range(h_width):
+        field, norm, finalize, controller = make(j)
+        y, st, n_ok, rj = _alone(field, norm, finalize, starts[j], t_end, rtol, controller)
+        stages, rejected = stages + st, rejected + rj
         steps.append(n_ok)
-        r = np.exp(y[-1])
-        finals.append((r * y[:-1], s[j] * r))
-    W = np.array([w for w, _ in finals])
-    v = np.array([v for _, v in finals])
-    return {"evals": stages / len(s), "mean_steps": float(np.mean(steps)),
-            "max_steps": int(np.max(steps)), "rejected_per_neuron": rejected / len(s),
+        finals.append(y)
+    if opts.get("variables") == "polar":
+        r = np.exp([y[-1] for y in finals])
+        W = np.array([y[:-1] for y in finals]) * r[:, None]
+        v = PolarRep(pb, P0).s * r
+    else:
+        W = np.array([y[:-1] for y in finals])
+        v = np.array([y[-1] for y in finals])
+    return {"evals": stages / h_width, "mean_steps": float(np.mean(steps)),
+            "max_steps": int(np.max(steps)), "rejected_per_neuron": rejected / h_width,
             "theta": np.concatenate([W.ravel(), v])}
 
 
@@ -140,7 +212,7 @@ def main():
         return yv * np.exp(-yv * fspline(t)) / n
 
     metrics, md = {"settings": []}, []
-    md.append("| rtol, direction_weight | gradflow (shared step): nfev to max\\|f\\| = 1e-5 / 0.1 / T "
+    md.append("| setting | gradflow (shared step): nfev to max\\|f\\| = 1e-5 / 0.1 / T "
               "| error | per-neuron oracle: evals to t(1e-5) / T | oracle open-loop error |"
               "\n|---|---|---|---|---|")
     for opts in SETTINGS:
@@ -157,32 +229,37 @@ def main():
                "nfev_to_f_1e-5": n5, "nfev_to_f_0.1": n1, "kth_largest_nfev": kth,
                "oracle_to_f_1e-5": part, "oracle_full": {**full, "open_loop_error": full_err}}
         metrics["settings"].append(row)
-        md.append(f"| {opts['rtol']:g}, {opts['direction_weight']:g} | {n5} (t={t5:.0f}) / {n1} "
+        md.append(f"| {label(opts)} | {n5} (t={t5:.0f}) / {n1} "
                   f"/ {sol.nfev} | {err:.2e} | {part['evals']:.0f} / {full['evals']:.0f} "
                   f"(mean {full['mean_steps']:.1f} steps per neuron, max {full['max_steps']}) "
                   f"| {full_err:.2e} |")
-    md.append("\n| rtol, direction_weight | shared step, error norm = k-th largest neuron error:"
+    md.append("\n| setting | shared step, error norm = k-th largest neuron error:"
               " nfev for k = 1 / 5 / 10 / 25 |\n|---|---|")
     for row in metrics["settings"]:
         o, kth = row["options"], row["kth_largest_nfev"]
-        md.append(f"| {o['rtol']:g}, {o['direction_weight']:g} | {row['nfev']} / {kth[5]} / "
+        md.append(f"| {label(o)} | {row['nfev']} / {kth[5]} / "
                   f"{kth[10]} / {kth[25]} |")
-    s0, s1 = metrics["settings"]
+    s0, s1, c4, c3 = metrics["settings"]
     md.append(
         f"\nReading: the fitting phase (max|f| > 0.1) alone costs the shared-step method "
-        f"{s0['nfev'] - s0['nfev_to_f_0.1']} / {s1['nfev'] - s1['nfev_to_f_0.1']} evaluations; "
-        f"with direction_weight 0.1 that leaves {250 - (s1['nfev'] - s1['nfev_to_f_0.1'])} for "
-        f"the whole alignment phase, of which the decoupled part alone (max|f| < 1e-5) costs "
-        f"even the oracle per-neuron integrator {s1['oracle_to_f_1e-5']['evals']:.0f}. "
-        f"So per-neuron steps in the decoupled phase only cannot reach 250. A per-neuron "
-        f"integrator over the whole run, handed the exact loss weights for free, needs {s0['oracle_full']['evals']:.0f} "
-        f"evaluations at the strict norm (open-loop error "
-        f"{s0['oracle_full']['open_loop_error']:.1e}) and "
+        f"{s0['nfev'] - s0['nfev_to_f_0.1']} / {s1['nfev'] - s1['nfev_to_f_0.1']} / "
+        f"{c4['nfev'] - c4['nfev_to_f_0.1']} / {c3['nfev'] - c3['nfev_to_f_0.1']} evaluations "
+        f"(rows in order); with direction_weight 0.1 that leaves "
+        f"{250 - (s1['nfev'] - s1['nfev_to_f_0.1'])} for the whole alignment phase, of which "
+        f"the decoupled part alone (max|f| < 1e-5) costs even the oracle per-neuron "
+        f"integrator {s1['oracle_to_f_1e-5']['evals']:.0f}. So per-neuron steps in the "
+        f"decoupled phase only cannot reach 250. A per-neuron integrator over the whole run, "
+        f"handed the exact loss weights for free, needs {s0['oracle_full']['evals']:.0f} "
+        f"evaluations in the polar variables at the strict norm (open-loop error "
+        f"{s0['oracle_full']['open_loop_error']:.1e}), "
+        f"{c4['oracle_full']['evals']:.0f} / {c3['oracle_full']['evals']:.0f} in the default "
+        f"variables (open-loop errors {c4['oracle_full']['open_loop_error']:.1e} / "
+        f"{c3['oracle_full']['open_loop_error']:.1e}), and "
         f"{s1['oracle_full']['evals']:.0f} with direction_weight 0.1, whose open-loop error "
         f"({s1['oracle_full']['open_loop_error']:.1e}) says nothing about the closed loop. "
-        "Only a multirate method that keeps per-neuron steps through the coupled fitting "
-        "phase, with a coupling much cheaper than a shared step, could meet the target; "
-        "none exists in gradflow (docs/dynamics.md).")
+        "A multirate method pays these per-neuron costs plus its coupling, so it could "
+        "meet the target only where the oracle is well below 250 at error 1e-5; none "
+        "exists in gradflow (docs/dynamics.md).")
     write_report("p3_cost_analysis", "python benchmarks/p3_cost_analysis.py",
                  {"data": DATA.to_dict(), "width": 50, "eps": EPS, "T": T,
                   "settings": list(SETTINGS), "oracle_spline_dt": 0.05}, metrics, [],
