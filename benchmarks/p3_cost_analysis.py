@@ -39,7 +39,11 @@ from scipy.interpolate import CubicSpline  # noqa: E402
 from gradflow.config import InitConfig, ModelConfig  # noqa: E402
 from gradflow.data import make_subclass_data  # noqa: E402
 from gradflow.dynamics import simulate  # noqa: E402
-from gradflow.dynamics.adaptive import GradFlowSolver  # noqa: E402
+from gradflow.dynamics.adaptive import (  # noqa: E402
+    GradFlowSolver,
+    accepted_step_factor,
+    rejected_step_factor,
+)
 from gradflow.dynamics.fields import FlowProblem, PolarRep, project_invariants  # noqa: E402
 from gradflow.dynamics.tableaus import DP5  # noqa: E402
 from gradflow.init import init_params  # noqa: E402
@@ -92,7 +96,7 @@ def shared_run(pb, P0, opts, kth=1):
 def _alone(field, norm, finalize, y, t_end, rtol, controller):
     """One neuron with its own DP5 steps; returns (y(t_end), stages, accepted, rejected).
 
-    Same tableau, safety factor, bounds and controllers as GradFlowSolver ('i' or 'pi')."""
+    Same tableau and step-size controllers ('i' or 'pi') as GradFlowSolver."""
     A, c, b_err = DP5.A, DP5.c, DP5.b_err
     t, h, err_old, rejected_last = 0.0, 0.1, 1e-4, False
     k = field(t, y)
@@ -106,19 +110,13 @@ def _alone(field, norm, finalize, y, t_end, rtol, controller):
             stages += 1
         err = norm(h * sum(cc * kk for cc, kk in zip(b_err, K) if cc != 0.0), y, yi) / rtol
         if err > 1.0:
-            h *= max(0.2, 0.9 * err ** -0.2)
+            h *= rejected_step_factor(err)
             rejected, rejected_last = rejected + 1, True
             continue
         y, k, t = finalize(yi), K[-1], t + h
         n_ok += 1
-        if controller == "i":
-            fac = 5.0 if err == 0 else min(5.0, max(0.2, 0.9 * err ** -0.2))
-        else:
-            e = max(err, 1e-10)
-            fac = min(5.0, max(0.2, 0.9 * e ** -(0.2 - 0.03) * err_old ** 0.04))
-            fac = min(fac, 1.0) if rejected_last else fac
-            err_old, rejected_last = max(e, 1e-4), False
-        h *= fac
+        fac, err_old = accepted_step_factor(err, controller, err_old, rejected_last)
+        h, rejected_last = h * fac, False
     return y, stages, n_ok, rejected
 
 
@@ -155,6 +153,11 @@ def per_neuron(pb, P0, omega, opts, t_end):
 
             return field, norm, finalize, "i"
 
+        def to_theta(finals):
+            r = np.exp([y[-1] for y in finals])
+            return np.concatenate([(np.array([y[:-1] for y in finals]) * r[:, None]).ravel(),
+                                   rep.s * r])
+
     else:
         c0 = P0.invariant()
         starts = [np.concatenate([P0.W[j], [P0.v[j]]]) for j in range(h_width)]
@@ -176,6 +179,10 @@ def per_neuron(pb, P0, omega, opts, t_end):
 
             return field, norm, finalize, "pi"
 
+        def to_theta(finals):
+            return np.concatenate([np.array([y[:-1] for y in finals]).ravel(),
+                                   [y[-1] for y in finals]])
+
     stages, steps, rejected, finals = 0, [], 0, []
     for j in range(h_width):
         field, norm, finalize, controller = make(j)
@@ -183,16 +190,9 @@ def per_neuron(pb, P0, omega, opts, t_end):
         stages, rejected = stages + st, rejected + rj
         steps.append(n_ok)
         finals.append(y)
-    if opts.get("variables") == "polar":
-        r = np.exp([y[-1] for y in finals])
-        W = np.array([y[:-1] for y in finals]) * r[:, None]
-        v = PolarRep(pb, P0).s * r
-    else:
-        W = np.array([y[:-1] for y in finals])
-        v = np.array([y[-1] for y in finals])
     return {"evals": stages / h_width, "mean_steps": float(np.mean(steps)),
             "max_steps": int(np.max(steps)), "rejected_per_neuron": rejected / h_width,
-            "theta": np.concatenate([W.ravel(), v])}
+            "theta": to_theta(finals)}
 
 
 def main():

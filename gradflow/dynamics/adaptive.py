@@ -60,6 +60,32 @@ from .relu_exact import exact_relu_step
 from .tableaus import DP5, DP5_DENSE
 
 _FAC_MIN, _FAC_MAX, _SAFETY = 0.2, 5.0, 0.9
+_PI_BETA = 0.04
+
+
+def rejected_step_factor(err: float) -> float:
+    """Shrink factor of a rejected DP5 step with scaled error ``err`` > 1."""
+    return max(_FAC_MIN, _SAFETY * err ** (-1.0 / 5.0))
+
+
+def accepted_step_factor(err: float, controller: str, err_old: float,
+                         rejected_last: bool) -> tuple[float, float]:
+    """Growth factor of the next step after an accepted one, and the new ``err_old``.
+
+    'i': the classical h err^(-1/5). 'pi': Gustafsson's PI controller in Hairer's DOPRI5
+    form, fac = err^(-(0.2 - 0.75 beta)) err_old^beta with beta = 0.04, and no growth
+    right after a rejection; it damps the step-size oscillation that otherwise makes
+    about one step in six a rejected one.
+    """
+    if controller == "i":
+        fac = _FAC_MAX if err == 0 else min(_FAC_MAX, max(_FAC_MIN, _SAFETY * err ** -0.2))
+        return fac, err_old
+    e = max(err, 1e-10)
+    fac = _SAFETY * e ** -(0.2 - 0.75 * _PI_BETA) * err_old ** _PI_BETA
+    fac = min(_FAC_MAX, max(_FAC_MIN, fac))
+    if rejected_last:
+        fac = min(fac, 1.0)
+    return fac, max(e, 1e-4)
 
 
 class GradFlowSolver(FlowSolver):
@@ -264,7 +290,7 @@ class GradFlowSolver(FlowSolver):
             if not math.isfinite(err):
                 raise NonFiniteError("nan", f"error estimate is not finite at t={self.t:.6g}")
             if err > 1.0:
-                self.h = h * max(_FAC_MIN, _SAFETY * err ** (-1.0 / 5.0))
+                self.h = h * rejected_step_factor(err)
                 self.n_rejected += 1
                 self._rejected_last = True
                 continue
@@ -294,22 +320,10 @@ class GradFlowSolver(FlowSolver):
     _rejected_last = False
 
     def _step_factor(self, err: float) -> float:
-        """Growth factor of the next step after an accepted one.
-
-        'i': the classical h err^(-1/5). 'pi': Gustafsson's PI controller in Hairer's DOPRI5
-        form, fac = err^(-(0.2 - 0.75 beta)) err_old^beta with beta = 0.04, and no growth
-        right after a rejection; it damps the step-size oscillation that otherwise makes
-        about one step in six a rejected one.
-        """
-        if self.options["controller"] == "i":
-            return _FAC_MAX if err == 0 else min(_FAC_MAX, max(_FAC_MIN, _SAFETY * err ** -0.2))
-        beta = 0.04
-        e = max(err, 1e-10)
-        fac = _SAFETY * e ** -(0.2 - 0.75 * beta) * self._err_old ** beta
-        fac = min(_FAC_MAX, max(_FAC_MIN, fac))
-        if self._rejected_last:
-            fac = min(fac, 1.0)
-        self._err_old, self._rejected_last = max(e, 1e-4), False
+        """``accepted_step_factor`` with this solver's controller and its PI memory."""
+        fac, self._err_old = accepted_step_factor(err, self.options["controller"],
+                                                  self._err_old, self._rejected_last)
+        self._rejected_last = False
         return fac
 
     def _update_pattern(self, y_new, new, h):
