@@ -13,13 +13,21 @@ state, against a DOP853 reference (rtol 1e-11):
    projection, classical controller. An experiment, not a library method.
 4. p = 2: how well the DOP853 reference itself is converged (rtol 1e-11 vs 1e-12), and
    the default at rtol 1e-9, to tell the method's error from the reference's.
+5. Another 5(4) pair: Tsitouras's (2011) pair, whose error coefficients are smaller than
+   Dormand-Prince's, in place of DP5 in the default method (same variables, norm,
+   projection and PI controller), on a dense grid of 18 rtols (5e-4 .. 1e-5) for p = 3
+   (two init seeds), 4, 2.5 and 2. A cost-error curve from a few rtols is noisy (the error
+   is not monotone in rtol), so each curve is summarised by a least-squares power law
+   nfev = a error^b over the grid, its cost at 1e-5, the scatter of the runs around it, and
+   the cheapest run at error <= 1e-5. An experiment, not a library method.
 
-Usage: python benchmarks/p3_alternatives.py   (about 8 minutes: the p = 2 references
+Usage: python benchmarks/p3_alternatives.py   (about 10 minutes: the p = 2 references
 need ~1.1 million evaluations)
 """
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -33,10 +41,71 @@ from gradflow.config import InitConfig, ModelConfig  # noqa: E402
 from gradflow.data import make_subclass_data  # noqa: E402
 from gradflow.dynamics.adaptive import GradFlowSolver  # noqa: E402
 from gradflow.dynamics.fields import CartesianRep, FlowProblem  # noqa: E402
+from gradflow.dynamics.tableaus import _tab  # noqa: E402
 from gradflow.init import init_params  # noqa: E402
 
 T = 350.0
 RTOLS = (1e-4, 3e-5, 1e-5, 3e-6)
+GRID = tuple(float(r) for r in np.geomspace(5e-4, 1e-5, 18))
+
+# Tsitouras, "Runge-Kutta pairs of order 5(4) satisfying only the first column simplifying
+# assumption", Comput. Math. Appl. 62 (2011) 770-775: nodes, rows of A (the last row is the
+# 5th-order weights: FSAL), b - b_hat, and the 4th-order continuous extension (rows:
+# stages, columns: powers s^1..s^4). Data only; checked against the order conditions below.
+TSIT5_C = [0.0, 0.161, 0.327, 0.9, 0.9800255409045097, 1.0, 1.0]
+TSIT5_A = [[0.161],
+           [-0.008480655492356989, 0.335480655492357],
+           [2.8971530571054935, -6.359448489975075, 4.3622954328695815],
+           [5.325864828439257, -11.748883564062828, 7.4955393428898365, -0.09249506636175525],
+           [5.86145544294642, -12.92096931784711, 8.159367898576159, -0.071584973281401,
+            -0.028269050394068383],
+           [0.09646076681806523, 0.01, 0.4798896504144996, 1.379008574103742,
+            -3.290069515436081, 2.324710524099774]]
+TSIT5_BERR = [-0.00178001105222577714, -0.0008164344596567469, 0.007880878010261995,
+              -0.1447110071732629, 0.5823571654525552, -0.45808210592918697, 1.0 / 66.0]
+TSIT5_DENSE = [[1.0, -2.763706197274826, 2.9132554618219126, -1.0530884977290216],
+               [0.0, 0.1317, -0.2234, 0.1017],
+               [0.0, 3.9302962368947516, -5.941033872131505, 2.490627285651253],
+               [0.0, -12.411077166933676, 30.33818863028232, -16.548102889244902],
+               [0.0, 37.50931341651104, -88.1789048947664, 47.37952196281928],
+               [0.0, -27.896526289197286, 65.09189467479366, -34.87065786149661],
+               [0.0, 1.5, -4.0, 2.5]]
+
+
+def order_defects(A, c, b, theta=1.0):
+    """|sum_i b_i Phi_i(tree) - theta^|tree| / gamma(tree)| for the 17 trees of order <= 5
+    (b may be the continuous weights b(theta)), as a dict order -> largest defect."""
+    Ac, Ac2, Ac3 = A @ c, A @ c**2, A @ c**3
+    trees = {1: [(b.sum(), 1)], 2: [(b @ c, 2)],
+             3: [(b @ c**2, 3), (b @ Ac, 6)],
+             4: [(b @ c**3, 4), (b @ (c * Ac), 8), (b @ Ac2, 12), (b @ (A @ Ac), 24)],
+             5: [(b @ c**4, 5), (b @ (c**2 * Ac), 10), (b @ (Ac * Ac), 20), (b @ (c * Ac2), 15),
+                 (b @ (c * (A @ Ac)), 30), (b @ Ac3, 20), (b @ (A @ (c * Ac)), 40),
+                 (b @ (A @ Ac2), 60), (b @ (A @ (A @ Ac)), 120)]}
+    return {q: max(abs(v - theta**q / g) for v, g in rows) for q, rows in trees.items()}
+
+
+def tsit5_tableau():
+    """The Tsitouras pair as a Tableau, after checking its orders (5, embedded 4, dense 4)."""
+    tab = _tab("tsit5", TSIT5_C, TSIT5_A, TSIT5_A[-1] + [0.0], 5, fsal=True)
+    tab = replace(tab, b_err=np.array(TSIT5_BERR), err_order=4)
+    dense = np.array(TSIT5_DENSE)
+    checks = [order_defects(tab.A, tab.c, tab.b), order_defects(tab.A, tab.c, tab.b - tab.b_err)]
+    checks += [order_defects(tab.A, tab.c, dense @ s ** np.arange(1, 5), s)
+               for s in (0.3, 0.7, 1.0)]
+    orders = (5, 4, 4, 4, 4)
+    for defects, q in zip(checks, orders):
+        if max(d for k, d in defects.items() if k <= q) > 1e-13:
+            raise RuntimeError(f"Tsitouras coefficients fail an order-{q} condition: {defects}")
+    if np.abs(dense @ np.ones(4) - tab.b).max() > 1e-13:
+        raise RuntimeError("Tsitouras continuous extension does not end at the 5th-order step")
+    return tab, dense
+
+
+class Tsit5Solver(GradFlowSolver):
+    """The default method with Tsitouras's 5(4) pair in place of Dormand-Prince's."""
+
+    tableau, dense_matrix = tsit5_tableau()
 
 
 def spectral_radius(rep, y, iters=60):
@@ -77,15 +146,28 @@ class RMSSolver(GradFlowSolver):
         return float(np.sqrt(np.mean(err**2))) / self.rtol
 
 
-def solver_curve(pb, P0, ref, cls, opts):
+def solver_curve(pb, P0, ref, cls, opts, rtols=RTOLS):
     rows = []
-    for rt in RTOLS:
+    for rt in rtols:
         s = cls(pb, P0, 0.0, T, rtol=rt, **opts)
         while s.t < T:
             s.step()
         theta = np.concatenate([s.params().W.ravel(), s.params().v.ravel()])
         rows.append({"rtol": rt, "nfev": s.nfev, "error": rel_err(theta, ref)})
     return rows
+
+
+def power_law(rows, err=1e-5):
+    """Least-squares fit log nfev = log a + b log error over the runs: the fitted cost at
+    `err`, the exponent b, the runs' scatter around the fit (a factor in nfev) and the
+    cheapest run with error <= err."""
+    le = np.log([r["error"] for r in rows])
+    ln = np.log([r["nfev"] for r in rows])
+    b, a = np.polyfit(le, ln, 1)
+    ok = [r["nfev"] for r in rows if r["error"] <= err]
+    return {"nfev_at": float(np.exp(a + b * np.log(err))), "exponent": float(b),
+            "scatter": float(np.exp(np.std(ln - (a + b * le)))),
+            "cheapest_at_or_below": min(ok) if ok else None}
 
 
 def dop853_run(pb, P0, ref, rtol):
@@ -170,7 +252,36 @@ def main():
               f"({m2['nfev_1e-11']} and {m2['nfev_1e-12']} evaluations); the default's error "
               f"against the latter: {m2['default_rtol_1e-6_error']:.1e} at rtol 1e-6, "
               f"{m2['default_rtol_1e-9_error']:.1e} at rtol 1e-9.")
-    config = {"data": DATA.to_dict(), "width": 50, "eps": EPS, "T": T, "rtols": RTOLS}
+
+    md.append("\nTsitouras 5(4) against Dormand-Prince 5(4) in the default method, 18 rtols "
+              "5e-4 .. 1e-5 (power law nfev = a error^b fitted over the runs; scatter: the "
+              "runs' spread around it as a factor in nfev):\n\n"
+              "| p, init seed | DP5: nfev at 1e-5 (fit), b, scatter; cheapest run <= 1e-5 "
+              "| Tsit5: same | ratio of fits |\n|---|---|---|---|")
+    metrics["tsit5"] = []
+    for p, seed in ((3.0, 0), (3.0, 7), (4.0, 0), (2.5, 0), (2.0, 0)):
+        mcg = ModelConfig(width=50, p=p)
+        Pg = init_params(mcg, InitConfig(eps=EPS, seed=seed), DATA.D)
+        pbg = FlowProblem(data.X, data.y, mcg)
+        if (p, seed) == (3.0, 0):
+            refg = ref
+        elif (p, seed) == (2.0, 0):
+            refg = r12.theta[-1]
+        else:
+            refg = run(data, mcg, Pg, T, "DOP853", {"rtol": 1e-11, "atol": 1e-22})[0].theta[-1]
+        fits = {}
+        for name, cls in (("dp5", GradFlowSolver), ("tsit5", Tsit5Solver)):
+            rows = solver_curve(pbg, Pg, refg, cls, {}, GRID)
+            fits[name] = {"rows": rows, **power_law(rows)}
+        metrics["tsit5"].append({"p": p, "seed": seed, **fits})
+
+        def cell(f):
+            return (f"{f['nfev_at']:.0f}, {f['exponent']:.2f}, {f['scatter']:.2f}; "
+                    f"{f['cheapest_at_or_below'] or '-'}")
+        md.append(f"| {p:g}, {seed} | {cell(fits['dp5'])} | {cell(fits['tsit5'])} | "
+                  f"{fits['tsit5']['nfev_at'] / fits['dp5']['nfev_at']:.2f} |")
+    config = {"data": DATA.to_dict(), "width": 50, "eps": EPS, "T": T, "rtols": RTOLS,
+              "grid": GRID}
     write_report("p3_alternatives", "python benchmarks/p3_alternatives.py", config, metrics, [],
                  "\n".join(md))
     print("\n".join(md))

@@ -127,6 +127,11 @@ class GradFlowSolver(FlowSolver):
     name = "gradflow"
     order = 5
     supports_checkpoint = True
+    # The embedded 5(4) FSAL pair and its 4th-order continuous extension (rows: stages,
+    # columns: powers s^1..s^4). Class data so that a benchmark can try another pair of the
+    # same orders in a subclass (benchmarks/p3_alternatives.py); the controller assumes 5(4).
+    tableau = DP5
+    dense_matrix = DP5_DENSE
     OPTIONS = {"rtol": 1e-6, "switch_tol": 1e-4, "variables": "auto", "freeze": "auto",
                "error_weight": "neuron", "sliding": "filippov", "switch_order": 2,
                "first_step": None, "max_step": math.inf, "exact_fmax": None,
@@ -271,7 +276,7 @@ class GradFlowSolver(FlowSolver):
                 return
             self._leave_exact()
         self._exact_old = None
-        tab = DP5
+        tab = self.tableau
         rep = self.rep
         mask, S = self.mask, self.S
         while True:
@@ -419,7 +424,7 @@ class GradFlowSolver(FlowSolver):
         return self.rep.unpack(self.y)
 
     def dense(self, ts) -> list[TwoLayerParams]:
-        """Dormand-Prince 4th-order continuous extension in the integration variables.
+        """The pair's 4th-order continuous extension in the integration variables.
 
         After an exact alignment step: the exact flow from the step start (its switch work
         counts in ``nfev``).
@@ -433,7 +438,7 @@ class GradFlowSolver(FlowSolver):
         out = []
         for t in np.atleast_1d(ts):
             s = 0.0 if h == 0 else (t - self.t_old) / h
-            coef = DP5_DENSE @ (s ** np.arange(1, 5))
+            coef = self.dense_matrix @ (s ** np.arange(1, 5))
             # finalize: interpolated states get the same projection as step ends
             out.append(self.rep.unpack(self.rep.finalize(self.y_old + h * (coef @ self._K))))
         return out
