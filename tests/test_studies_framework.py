@@ -89,6 +89,8 @@ def test_config_layers_in_order(sims, tmp_path):
         resolve_config(study, "quick", overrides=["opt.j=1"])
     with pytest.raises(ValueError, match=r"`tags\[0\]` must be a string"):
         resolve_config(study, "quick", overrides=["tags=[1]"])
+    with pytest.raises(ValueError, match=r"`n` is a single value \(default 100\), not a section"):
+        resolve_config(study, "quick", overrides=["n.k=1"])
     with pytest.raises(ValueError, match=r"`preset` must be one of"):
         resolve_config(study, "fast")
 

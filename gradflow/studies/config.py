@@ -159,6 +159,10 @@ def check_against(schema: Mapping[str, Any], cfg: Mapping[str, Any], prefix: str
 def _check_value(name: str, default: Any, value: Any) -> Any:
     if default is FREE:
         return copy.deepcopy(value)
+    if isinstance(value, Mapping) and not isinstance(default, Mapping):
+        # typically --set name.key=... on a plain value, e.g. solver.rtol for options.rtol
+        raise ValueError(f"`{name}` is a single value (default {default!r}), not a section "
+                         f"with keys; got {dict(value)!r}")
     if isinstance(default, Mapping):
         if not default:  # an empty mapping default is a free-form section
             if not isinstance(value, Mapping):
