@@ -281,20 +281,6 @@ def _family(name: str) -> str:
     return "smooth"
 
 
-def _pretty(name: str) -> str:
-    fixed = {"relu": "ReLU", "softplus": "softplus", "silu": "SiLU", "gelu": "GELU",
-             "elu": "ELU", "tanh": "tanh"}
-    if name in fixed:
-        return fixed[name]
-    if name.startswith("capped_relu_"):
-        return rf"capped ReLU $\beta$={name[len('capped_relu_'):]}"
-    if name.startswith("prelu"):
-        return f"pReLU p={name[len('prelu'):]}"
-    if name.startswith("relu_p"):
-        return f"ReLU$^{{{name[len('relu_p'):]}}}$ (unnormalised)"
-    return name
-
-
 def plot(arrays: dict, summary: dict, fig_dir) -> list:
     """(a) median per-sample l2 radius vs K per activation, with 1/sqrt(K) and sqrt(2)/2;
     (b) share of dominant-neuron mass at linear / ReLU / centre directions (largest K)."""
@@ -304,6 +290,7 @@ def plot(arrays: dict, summary: dict, fig_dir) -> list:
         OKABE_ITO,
         THEORY_OPT,
         THEORY_RELU,
+        activation_label,
         new_figure,
         p_colour,
         panel_label,
@@ -343,7 +330,7 @@ def plot(arrays: dict, summary: dict, fig_dir) -> list:
             hi = fam == "prelu"
             a.plot(Ks * dodge, med[i] * np.sqrt(Ks), marker=markers[j % len(markers)],
                    color=fam_colour[fam], lw=1.8 if hi else 0.7, ms=4.5 if hi else 3,
-                   mfc=fam_colour[fam] if hi else "white", mew=0.8, label=_pretty(names[i]),
+                   mfc=fam_colour[fam] if hi else "white", mew=0.8, label=activation_label(names[i]),
                    zorder=3 if hi else 2)
         a.set(xscale="log", xlabel="number of subclasses $K$",
               ylabel=r"median $\ell_2$ radius $\times \sqrt{K}$")
@@ -364,7 +351,7 @@ def plot(arrays: dict, summary: dict, fig_dir) -> list:
             v = share[order, -1, k]
             b.barh(yy, v, left=left, color=col, label=lab, height=0.75, lw=0)
             left += v
-        b.set_yticks(yy, [_pretty(names[i]) for i in order], fontsize=6.5)
+        b.set_yticks(yy, [activation_label(names[i]) for i in order], fontsize=6.5)
         for tick, i in zip(b.get_yticklabels(), order):
             tick.set_color(fam_colour[_family(names[i])])
         b.tick_params(axis="y", length=0)

@@ -168,14 +168,20 @@ def _run(cfg: dict, ctx) -> StudyOutput:
     return StudyOutput(checks=checks, arrays=arrays, metrics=metrics)
 
 
-_ACT_NAMES = {"relu": "ReLU", "softplus": "softplus", "param_softplus": "param.\nsoftplus",
-              "silu": "SiLU", "gelu": "GELU", "elu": "ELU",
-              "relu_softplus_grad": "ReLU,\nsoftplus grad"}
+# tick labels broken over two lines; the rest come from gradflow.plots.style.activation_label
+_ACT_NAMES = {"param_softplus": "param.\nsoftplus", "relu_softplus_grad": "ReLU,\nsoftplus grad"}
 
 
 def plot(arrays: dict, summary: dict, fig_dir) -> list:
     """Clean and PGD-k robust accuracy per activation, one panel per architecture."""
-    from gradflow.plots.style import OKABE_ITO, new_figure, panel_label, paper_style, save_figure
+    from gradflow.plots.style import (
+        OKABE_ITO,
+        activation_label,
+        new_figure,
+        panel_label,
+        paper_style,
+        save_figure,
+    )
 
     cfg = summary["effective_config"]
     acts = [str(a) for a in arrays["activations"]]
@@ -195,7 +201,7 @@ def plot(arrays: dict, summary: dict, fig_dir) -> list:
                 ax.bar(x + (j - T.shape[1] / 2 + 0.5) * w, T[:, j], width=w, color=col,
                        label=lab, lw=0)
             ax.axhline(0.1, color="0.3", ls=":", lw=0.8, label="chance")
-            ax.set_xticks(x, [_ACT_NAMES.get(a, a) for a in acts], fontsize=6.5)
+            ax.set_xticks(x, [_ACT_NAMES.get(a) or activation_label(a) for a in acts], fontsize=6.5)
             ax.tick_params(axis="x", length=0)
             ax.set(ylim=(0, 1), xlim=(-0.55, len(acts) - 0.45))
             if i == 0:

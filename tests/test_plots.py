@@ -156,3 +156,14 @@ def test_bad_inputs_name_the_argument(saved):
     bare = Trajectory(tr.t, tr.W, tr.v)
     with pytest.raises(ValueError, match="must carry `centres`"):
         plots.plot_cosine_heatmap(bare)
+
+
+def test_activation_label_names_every_study_family():
+    from gradflow.plots.style import activation_label
+
+    assert [activation_label(n) for n in ("relu", "silu", "gelu", "elu", "softplus", "tanh")] \
+        == ["ReLU", "SiLU", "GELU", "ELU", "softplus", "tanh"]
+    assert activation_label("capped_relu_0.5") == r"capped ReLU $\beta$=0.5"
+    assert activation_label("prelu3") == "pReLU p=3"
+    assert activation_label("relu_p2") == "ReLU$^{2}$ (unnormalised)"
+    assert activation_label("param_softplus") == "param_softplus"  # unknown: unchanged

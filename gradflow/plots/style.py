@@ -88,6 +88,25 @@ def p_label(p: float) -> str:
     return "ReLU (p=1)" if p == 1.0 else f"pReLU p={p:g}"
 
 
+_ACTIVATION_LABELS = {"relu": "ReLU", "softplus": "softplus", "silu": "SiLU", "gelu": "GELU",
+                      "elu": "ELU", "tanh": "tanh"}
+
+
+def activation_label(name: str) -> str:
+    """Display name of an activation as the studies name it ('silu' -> 'SiLU',
+    'capped_relu_1' -> 'capped ReLU beta=1', 'prelu3' -> 'pReLU p=3', 'relu_p3' -> 'ReLU^3
+    (unnormalised)'); unknown names are returned unchanged."""
+    if name in _ACTIVATION_LABELS:
+        return _ACTIVATION_LABELS[name]
+    if name.startswith("capped_relu_"):
+        return rf"capped ReLU $\beta$={name[len('capped_relu_'):]}"
+    if name.startswith("prelu"):
+        return f"pReLU p={name[len('prelu'):]}"
+    if name.startswith("relu_p"):
+        return f"ReLU$^{{{name[len('relu_p'):]}}}$ (unnormalised)"
+    return name
+
+
 @contextmanager
 def paper_style() -> Iterator[None]:
     """Context manager applying the gradflow rcParams (restored on exit)."""
