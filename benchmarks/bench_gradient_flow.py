@@ -49,6 +49,11 @@ def rel_err(a, b):
     return float(np.linalg.norm(a - b) / np.linalg.norm(b))
 
 
+def theta_of(P):
+    """Flattened (W, v) of one TwoLayerParams, ordered as Solution.theta (no bias here)."""
+    return np.concatenate([P.W.ravel(), P.v.ravel()])
+
+
 def bench_p(p, T, ref_solver, ref_opts, methods, gd_etas, data):
     mc = ModelConfig(width=50, p=p)
     P0 = init_params(mc, InitConfig(eps=EPS), DATA.D)

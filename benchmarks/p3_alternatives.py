@@ -34,7 +34,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 from _report import write_report  # noqa: E402
-from bench_gradient_flow import DATA, EPS, cost_at_error, rel_err, run  # noqa: E402
+from bench_gradient_flow import DATA, EPS, cost_at_error, rel_err, run, theta_of  # noqa: E402
 from scipy.integrate._ivp import dop853_coefficients as dop  # noqa: E402
 
 from gradflow.config import InitConfig, ModelConfig  # noqa: E402
@@ -152,8 +152,7 @@ def solver_curve(pb, P0, ref, cls, opts, rtols=RTOLS):
         s = cls(pb, P0, 0.0, T, rtol=rt, **opts)
         while s.t < T:
             s.step()
-        theta = np.concatenate([s.params().W.ravel(), s.params().v.ravel()])
-        rows.append({"rtol": rt, "nfev": s.nfev, "error": rel_err(theta, ref)})
+        rows.append({"rtol": rt, "nfev": s.nfev, "error": rel_err(theta_of(s.params()), ref)})
     return rows
 
 
@@ -198,7 +197,7 @@ def dop853_run(pb, P0, ref, rtol):
         h *= 10.0 if err == 0 else min(10.0, max(0.2, 0.9 * err ** -0.125))
     P = rep.unpack(y)
     return {"rtol": rtol, "nfev": nfev,
-            "error": rel_err(np.concatenate([P.W.ravel(), P.v.ravel()]), ref)}
+            "error": rel_err(theta_of(P), ref)}
 
 
 def main():

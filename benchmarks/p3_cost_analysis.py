@@ -36,7 +36,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 from _report import write_report  # noqa: E402
-from bench_gradient_flow import DATA, EPS  # noqa: E402
+from bench_gradient_flow import DATA, EPS, rel_err, theta_of  # noqa: E402
 from scipy.interpolate import CubicSpline  # noqa: E402
 
 from gradflow.config import InitConfig, ModelConfig  # noqa: E402
@@ -65,14 +65,6 @@ def label(opts):
     if opts.get("variables") == "polar":
         return f"polar, rtol {opts['rtol']:g}, w {opts['direction_weight']:g}"
     return f"default (Cartesian), rtol {opts['rtol']:g}"
-
-
-def rel_err(theta, ref):
-    return float(np.linalg.norm(theta - ref) / np.linalg.norm(ref))
-
-
-def theta_of(P):
-    return np.concatenate([P.W.ravel(), P.v.ravel()])
 
 
 class KthSolver(GradFlowSolver):
