@@ -35,6 +35,7 @@ from gradflow.backend import (  # noqa: E402
     TrainConfig,
     make_two_layer,
     paper_members,
+    torch_threads,
     train,
     train_ensemble,
     train_member,
@@ -161,9 +162,8 @@ def main(argv=None) -> int:
     single = bench_single(2000, 1000, 2000, 3, args.repeats)
     # The small ensemble is overhead-bound; one thread keeps OpenMP hand-offs on a
     # shared machine from dominating either side of the comparison.
-    torch.set_num_threads(1)
-    small = bench_ensemble(8, 50, 100, 2000, 20, args.repeats)
-    torch.set_num_threads(threads)
+    with torch_threads(1):
+        small = bench_ensemble(8, 50, 100, 2000, 20, args.repeats)
     large = bench_ensemble(8, 2000, 1000, 500, 2, max(1, args.repeats - 1))
     paper = bench_paper() if args.paper else None
 
