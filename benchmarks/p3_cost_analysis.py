@@ -19,6 +19,11 @@ in one run and from the same initial state:
 4. Where the error is made: the default at rtol 1e-4 up to t1 and at rtol 1e-9 after it
    (one continuous run; rtol switched at the first step end >= t1), and the reverse, so
    the final error can be attributed to the part of the run that was loose.
+5. Goal-oriented weights, oracle: the error target is on theta(T), and a relative error
+   made in neuron j carries over to theta(T) roughly in proportion to neuron j's final
+   size, so the per-neuron error is weighted by ||theta_j(T)|| / max_k ||theta_k(T)|| taken
+   from the reference (unknown to a real method). What this saves bounds any a-priori
+   weighting by predicted significance.
 
 The settings are the polar variables with the classical controller (the default for p=3
 before benchmarks/bench_error_norm.py) and the current default (Cartesian variables with
@@ -36,7 +41,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 from _report import write_report  # noqa: E402
-from bench_gradient_flow import DATA, EPS, rel_err, theta_of  # noqa: E402
+from bench_gradient_flow import DATA, EPS, cost_at_error, rel_err, theta_of  # noqa: E402
 from scipy.interpolate import CubicSpline  # noqa: E402
 
 from gradflow.config import InitConfig, ModelConfig  # noqa: E402
@@ -65,6 +70,15 @@ def label(opts):
     if opts.get("variables") == "polar":
         return f"polar, rtol {opts['rtol']:g}, w {opts['direction_weight']:g}"
     return f"default (Cartesian), rtol {opts['rtol']:g}"
+
+
+class WeightedSolver(GradFlowSolver):
+    """gradflow with each neuron's relative error multiplied by a fixed weight."""
+
+    weights = None
+
+    def _error(self, e, y_new):
+        return float(np.max(self.rep.neuron_error(e, self.y, y_new) * self.weights)) / self.rtol
 
 
 class KthSolver(GradFlowSolver):
@@ -280,6 +294,32 @@ def main():
         metrics["error_split"].append({"t1": t1, "loose_first_nfev": n_a,
                                        "loose_first_error": e_a, "tight_first_error": e_b})
         md.append(f"| {t1:g} | {n_a}, {e_a:.1e} | {e_b:.1e} |")
+    PT = ref.params_at(len(ts) - 1)
+    size_T = np.sqrt(np.sum(PT.W**2, axis=1) + PT.v**2)
+    weights = size_T / size_T.max()
+    rows = []
+    for rtol in (1e-4, 3e-5, 1e-5):
+        sol = WeightedSolver(pb, P0, 0.0, T, rtol=rtol)
+        sol.weights = weights
+        while sol.t < T:
+            sol.step()
+        rows.append({"rtol": rtol, "nfev": sol.nfev,
+                     "error": rel_err(theta_of(sol.params()), theta_ref)})
+    plain = [{"nfev": s["nfev"], "error": s["error"]} for s in (c4, c3)]
+    metrics["oracle_weights"] = {"final_size_quantiles": np.quantile(weights, [0.25, 0.5, 0.75]),
+                                 "rows": rows, "nfev_at_1e-5": cost_at_error(rows, 1e-5),
+                                 "default_nfev_at_1e-5": cost_at_error(plain, 1e-5)}
+    ow = metrics["oracle_weights"]
+    q = ow["final_size_quantiles"]
+    md.append(f"\nGoal-oriented weights, oracle (neuron j's error times its final size "
+              f"relative to the largest, from the reference; quartiles of those weights "
+              f"{q[0]:.2f} / {q[1]:.2f} / {q[2]:.2f}): "
+              + ", ".join(f"rtol {r['rtol']:g}: {r['nfev']} at {r['error']:.1e}" for r in rows)
+              + f"; nfev at 1e-5 {ow['nfev_at_1e-5']:.0f}, against "
+              f"{ow['default_nfev_at_1e-5']:.0f} for the unweighted default (rtol 1e-4 and "
+              "3e-5 rows above). Most neurons end large, so knowing which ones matter saves "
+              "little.")
+    metrics["oracle_weights"]["final_size_quantiles"] = [float(x) for x in q]
     write_report("p3_cost_analysis", "python benchmarks/p3_cost_analysis.py",
                  {"data": DATA.to_dict(), "width": 50, "eps": EPS, "T": T,
                   "settings": list(SETTINGS), "oracle_spline_dt": 0.05}, metrics, [],
