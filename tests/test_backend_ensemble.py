@@ -125,6 +125,70 @@ def test_a_failing_member_does_not_disturb_the_others():
     assert bad.history["loss"][1, 1] > 1e300 and np.all(np.isnan(bad.history["loss"][1, 2:]))
 
 
+def _assert_matches_sequential(ens, ms, cfg):
+    """Member r of ``ens`` is ``train_member(ms[r], cfg)``: status, final parameters (NaNs
+    included), the history rows of its own epochs (NaN in every other row) and snapshots."""
+    epochs = list(ens.history["epoch"])
+    for r, m in enumerate(ms):
+        seq = train_member(m, cfg)
+        assert (ens.status[r], ens.message[r]) == (seq.status, seq.message)
+        net = seq.model  # its raw tensors: to_params() refuses NaN
+        # float64, a handful of steps: rounding only (1e-10), NaN where the run blew up
+        for a, b in ((ens.W[r], net.W), (ens.v[r], net.v), (ens.b[r], net.b)):
+            b = b.detach().numpy()
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-300)
+        own = [epochs.index(e) for e in seq.epoch]
+        others = np.setdiff1d(np.arange(len(epochs)), own)
+        for key in ("loss", "train_acc", "test_acc", "rank_H", "rank_W", "batch_loss"):
+            np.testing.assert_allclose(ens.history[key][r][own], seq.history[key], rtol=1e-10,
+                                       err_msg=key)
+            assert np.all(np.isnan(ens.history[key][r][others])), key
+        s_e, s_s = ens.snapshots[r], seq.snapshots
+        np.testing.assert_array_equal(s_e.step, s_s.step)
+        for a, b in ((s_e.W, s_s.W), (s_e.v, s_s.v), (s_e.b, s_s.b), (s_e.loss, s_s.loss)):
+            np.testing.assert_allclose(a, b, rtol=1e-10)
+
+
+def _blowing_up_members():
+    """Member 1 (norm 5, lr 1e6) goes NaN in epoch 2, off the eval schedule (every 3rd
+    epoch); member 0 (norm 1e-5) trains on to epoch 6."""
+    data = DataConfig(K=4, K1=2, D=16, alpha=0.1, n=90, seed=0)
+    model = ModelConfig(width=10, p=3.0, activation="relu_p", bias=True)
+    cfg = TrainConfig(optimizer="sgd", lr=1e6, epochs=6, batch_size=32, loss="logistic",
+                      dtype="float64", device="cpu", progress=False, n_snapshots=12,
+                      eval_every=3, rank_every=1)
+    return [EnsembleMember(model, InitConfig(eps=e, seed=0), data, seed=1)
+            for e in (1e-5, 5.0)], cfg
+
+
+@pytest.mark.parametrize("chunk_size", [None, 1])
+def test_a_member_going_nan_is_frozen_and_matches_its_own_run(chunk_size):
+    # Before: the NaN member kept training, its NaN Gram matrix broke the batched
+    # eigvalsh of the next rank evaluation (losing every member), the off-schedule
+    # failure row was filled in for the healthy member too, and chunks of different
+    # row counts could not be concatenated.
+    ms, cfg = _blowing_up_members()
+    ens = train_ensemble(ms, cfg, chunk_size=chunk_size)
+    assert ens.status == ["success", "nan"]
+    np.testing.assert_array_equal(ens.history["epoch"], [0, 2, 3, 6])
+    _assert_matches_sequential(ens, ms, cfg)
+
+
+def test_p_values_equal_to_six_digits_are_still_different_members():
+    # Activation.spec rounds p to 6 digits; the ensemble must compare the exact values.
+    data = DataConfig(K=4, K1=2, D=16, alpha=0.1, n=90, seed=0)
+    cfg = cfg_for("sgd", epochs=2, n_snapshots=0)
+    ms = [EnsembleMember(ModelConfig(width=10, p=p), InitConfig(eps=0.5, seed=0), data, seed=1)
+          for p in (3.0, 3.000001)]
+    ens = train_ensemble(ms, cfg)
+    for r, m in enumerate(ms):
+        assert rel(ens.W[r], train_member(m, cfg).model.to_params().W) < 1e-10
+    capped = [EnsembleMember(ModelConfig(width=10, activation="capped_relu", beta=b),
+                             InitConfig(eps=0.5, seed=0), data) for b in (1.0, 1.0000004)]
+    with pytest.raises(ValueError, match=r"`members\[1\].model`"):
+        train_ensemble(capped, cfg)
+
+
 def test_member_saturated_at_start_fails_alone():
     ms = members()
     ms[2] = EnsembleMember(ms[2].model, InitConfig(eps=200.0, seed=2), ms[2].data, seed=9)

@@ -86,6 +86,29 @@ def test_gradients_match_autograd_and_finite_differences(p, normalize, bias, los
             assert abs(fd - getattr(grad, name)[idx]) < 1e-7 * max(1.0, abs(fd))
 
 
+@pytest.mark.parametrize("p,eps", [(3.0, 1e-12), (6.0, 1e-7)])
+def test_float32_autograd_from_tiny_init_is_finite_and_right(p, eps):
+    # sigma = relu(<w,x>)^p / ||w||^(p-1): autograd of (||w||^2)^(-q/2) needs
+    # (||w||^2)^(-q/2-1) ~ 1e42 here, beyond float32's 3e38 (it used to give NaN).
+    # The float32 gradient must match float64 to float32 accuracy (1e-4 relative).
+    D = 1000
+    gen = torch.Generator().manual_seed(0)
+    X = torch.nn.functional.normalize(torch.randn(64, D, generator=gen, dtype=torch.float64),
+                                      dim=1)
+    y = torch.where(torch.randn(64, generator=gen) > 0, 1.0, -1.0).double()
+    cfg = ModelConfig(width=20, p=p)
+    params = init_params(cfg, InitConfig(eps=eps, mode="independent", seed=0), D)
+    grads = {}
+    for dt in (torch.float32, torch.float64):
+        net = to_torch(params, cfg, dtype=dt)
+        torch_loss(net(X.to(dt)), y.to(dt), "exponential").backward()
+        grads[dt] = net.W.grad.double()
+    assert torch.isfinite(grads[torch.float32]).all()
+    scale = float(grads[torch.float64].abs().max())
+    assert scale > 0
+    assert float((grads[torch.float32] - grads[torch.float64]).abs().max()) < 1e-4 * scale
+
+
 @pytest.mark.parametrize("p", [1.0, 1.5, 3.0])
 def test_prelu_is_one_homogeneous_and_euler_identity(p, rng):
     cfg = ModelConfig(width=H, p=p)

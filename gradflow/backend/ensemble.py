@@ -67,9 +67,14 @@ class EnsembleResult:
     """Per-member outcome of ``train_ensemble``.
 
     history: 'epoch', 'step', 't' (E,) shared by all members, and for each key in
-    ``MEMBER_KEYS`` an (R, E) array (NaN after a member failed). W (R, h, D) and
-    v (R, h) are the final parameters; status/message are per member.
-    snapshots: one ``Snapshots`` per member (or None when ``n_snapshots`` = 0).
+    ``MEMBER_KEYS`` an (R, E) array. The E rows are the union of the members' own
+    evaluation epochs (those ``train_member`` records: the schedule, and the epoch
+    a member failed at); a member's entries are NaN where it has no row of its own
+    (after it failed, and at another member's failure epoch). W (R, h, D), v (R, h)
+    and b (R,) are the final parameters (a failed member's as they were when it
+    failed: it is frozen from then on); status/message are per member.
+    snapshots: one ``Snapshots`` per member (or None when ``n_snapshots`` = 0), ending
+    where a failed member stopped.
     """
 
     members: list[EnsembleMember]
@@ -111,7 +116,7 @@ class BatchedTwoLayer(nn.Module):
         self.b = nn.Parameter(b) if b is not None else None
         acts = [m.activation_obj() for m in models]
         self.normalize_input = models[0].normalize_input
-        if all(a.spec == acts[0].spec for a in acts):
+        if all(_same_activation(a, acts[0]) for a in acts):
             self.phi, self.q, self.p = acts[0].torch_fn, acts[0].w_power, None
         else:  # prelu / relu_p with member-specific p
             p = torch.tensor([a.params["p"] for a in acts], dtype=W.dtype, device=W.device)
@@ -196,6 +201,12 @@ class BatchedTwoLayer(nn.Module):
         return f + self.b[:, None] if self.b is not None else f
 
 
+def _same_activation(a, b) -> bool:
+    # exact parameters: ``spec`` rounds them to 6 digits ({:g}), so p = 3 and 3.000001
+    # would share one activation
+    return a.name == b.name and a.params == b.params
+
+
 def _check_members(members: Sequence[EnsembleMember], cfg: TrainConfig) -> None:
     if len(members) == 0:
         raise ValueError("`members` must hold at least one EnsembleMember")
@@ -215,7 +226,7 @@ def _check_members(members: Sequence[EnsembleMember], cfg: TrainConfig) -> None:
                 raise ValueError(f"`members[{i}].model.{name}` must equal members[0]'s "
                                  f"({getattr(m0.model, name)!r}); got {getattr(mc, name)!r}")
         if mc.activation not in ("prelu", "relu_p") and \
-                mc.activation_obj().spec != m0.model.activation_obj().spec:
+                not _same_activation(mc.activation_obj(), m0.model.activation_obj()):
             raise ValueError(f"`members[{i}].model`: only 'prelu'/'relu_p' may vary p across "
                              "members; other activations must be identical")
         for name in ("D", "n"):
@@ -273,9 +284,7 @@ def train_ensemble(members: Sequence[EnsembleMember], cfg: TrainConfig, *, test:
     t0 = time.perf_counter()
     parts = [_train_chunk(members[i:i + chunk_size], cfg, device, dtype, test, i, len(members))
              for i in range(0, len(members), chunk_size)]
-    hist = {k: parts[0]["history"][k] for k in ("epoch", "step", "t")}
-    for k in MEMBER_KEYS:
-        hist[k] = np.concatenate([p["history"][k] for p in parts], axis=0)
+    hist = _merge_histories([p["history"] for p in parts])
     snaps = None
     if cfg.n_snapshots > 0:
         snaps = [s for p in parts for s in p["snapshots"]]
@@ -287,6 +296,24 @@ def train_ensemble(members: Sequence[EnsembleMember], cfg: TrainConfig, *, test:
         b=None if parts[0]["b"] is None else np.concatenate([p["b"] for p in parts]),
         snapshots=snaps, wall_time=time.perf_counter() - t0, device=str(device),
         chunks=[len(p["status"]) for p in parts])
+
+
+def _merge_histories(hists: list[dict]) -> dict:
+    """One history for all chunks: rows on the union of their epochs, NaN-filled (chunks
+    differ where a member failed off the schedule or a whole chunk stopped early)."""
+    epoch = np.unique(np.concatenate([h["epoch"] for h in hists]))
+    out = {"epoch": epoch, "step": np.empty(len(epoch)), "t": np.empty(len(epoch))}
+    for k in MEMBER_KEYS:
+        out[k] = np.full((sum(h[k].shape[0] for h in hists), len(epoch)), np.nan)
+    r0 = 0
+    for h in hists:
+        pos = np.searchsorted(epoch, h["epoch"])
+        out["step"][pos], out["t"][pos] = h["step"], h["t"]
+        R = h[MEMBER_KEYS[0]].shape[0]
+        for k in MEMBER_KEYS:
+            out[k][r0:r0 + R, pos] = h[k]
+        r0 += R
+    return out
 
 
 def _unique_data(configs: list[DataConfig], split: str, dtype, device):
@@ -303,7 +330,10 @@ def _unique_data(configs: list[DataConfig], split: str, dtype, device):
 
 
 @torch.no_grad()
-def _evaluate(net: BatchedTwoLayer, X, y, idx, loss: str, block: int, rank: bool):
+def _evaluate(net: BatchedTwoLayer, X, y, idx, loss: str, block: int, rank=None):
+    """Per-member loss, accuracy, min margin; rank_H for the members where the boolean
+    (R,) mask ``rank`` is True (NaN elsewhere: a failed member's NaN features would
+    break the batched eigvalsh)."""
     R = idx.shape[0]
     n = X.shape[1]
     total = torch.zeros(R, dtype=torch.float64, device=X.device)
@@ -320,13 +350,21 @@ def _evaluate(net: BatchedTwoLayer, X, y, idx, loss: str, block: int, rank: bool
         z = yb * f
         correct += (z > 0).sum(1).double()
         min_margin = torch.minimum(min_margin, z.min(1).values.double())
-        if rank:
+        if rank is not None:
             Hd = H.double()
             g = Hd.transpose(1, 2) @ Hd
             G = g if G is None else G + g
     out = {"loss": (total / n).cpu().numpy(), "acc": (correct / n).cpu().numpy(),
            "min_margin": min_margin.cpu().numpy()}
-    out["rank_H"] = stable_rank_gram(G).cpu().numpy() if rank else np.full(R, np.nan)
+    out["rank_H"] = _masked_rank(G, rank, R)
+    return out
+
+
+def _masked_rank(G, mask, R: int) -> np.ndarray:
+    out = np.full(R, np.nan)
+    if mask is not None and mask.any():
+        sel = torch.as_tensor(np.flatnonzero(mask), device=G.device)
+        out[mask] = stable_rank_gram(G[sel]).cpu().numpy()
     return out
 
 
@@ -355,18 +393,24 @@ def _train_chunk(members: list[EnsembleMember], cfg: TrainConfig, device, dtype,
     alive = np.ones(R, dtype=bool)
     status, message = ["success"] * R, [""] * R
     hist = {k: [] for k in ("epoch", "step", "t", *MEMBER_KEYS)}
-    snaps = {"t": [], "step": [], "W": [], "v": [], "loss": []}
+    snaps = {"t": [], "step": [], "W": [], "v": [], "loss": [], "b": []}
     step = 0
+    end_step = np.full(R, np.iinfo(np.int64).max)  # a failed member's last step
+    frozen = None  # (indices, parameter values) of the failed members
 
-    def record(ep: int, batch_loss: np.ndarray, with_rank: bool) -> np.ndarray:
+    def record(ep: int, batch_loss: np.ndarray, rows_of: np.ndarray,
+               rank_of: np.ndarray) -> np.ndarray:
+        """One history row holding the members in ``rows_of`` (NaN for the others);
+        returns which of them have saturated exponential-loss margins."""
         nanR = np.full(R, np.nan)
+        rank = rank_of & rows_of if cfg.rank_every > 0 else None
         if cfg.eval_every == 0:  # only the minibatch loss (see TrainConfig.eval_every)
             tr = {"loss": nanR, "acc": nanR, "min_margin": nanR, "rank_H": nanR}
-            te, with_rank = None, False
+            te, rank = None, None
         else:
-            tr = _evaluate(net, X, y, idx, cfg.loss, cfg.eval_batch, with_rank)
-            te = _evaluate(net, *test_set, cfg.loss, cfg.eval_batch, False) if test else None
-        rank_W = stable_rank_gram(gram_small_side(net.W)).cpu().numpy() if with_rank else nanR
+            tr = _evaluate(net, X, y, idx, cfg.loss, cfg.eval_batch, rank)
+            te = _evaluate(net, *test_set, cfg.loss, cfg.eval_batch) if test else None
+        rank_W = nanR if rank is None else _masked_rank(gram_small_side(net.W), rank, R)
         hist["epoch"].append(ep)
         hist["step"].append(step)
         hist["t"].append(step * cfg.lr)
@@ -374,22 +418,35 @@ def _train_chunk(members: list[EnsembleMember], cfg: TrainConfig, device, dtype,
                 "test_loss": te["loss"] if te else nanR, "test_acc": te["acc"] if te else nanR,
                 "rank_H": tr["rank_H"], "rank_W": rank_W}
         for k in MEMBER_KEYS:
-            hist[k].append(np.where(alive, rows[k], np.nan))
-        return -tr["min_margin"] >= cap if cfg.loss == "exponential" else np.zeros(R, bool)
+            hist[k].append(np.where(rows_of, rows[k], np.nan))
+        sat = -tr["min_margin"] >= cap if cfg.loss == "exponential" else np.zeros(R, bool)
+        return sat & rows_of
 
     def take_snapshot() -> None:
         snaps["t"].append(step * cfg.lr)
         snaps["step"].append(step)
         snaps["W"].append(net.W.detach().cpu().numpy().copy())
         snaps["v"].append(net.v.detach().cpu().numpy().copy())
-        snaps["loss"].append(_evaluate(net, X, y, idx, cfg.loss, cfg.eval_batch, False)["loss"])
+        if net.b is not None:
+            snaps["b"].append(net.b.detach().cpu().numpy().copy())
+        snaps["loss"].append(_evaluate(net, X, y, idx, cfg.loss, cfg.eval_batch)["loss"])
 
     def fail(mask: np.ndarray, kind: str, why: str, ep: int) -> None:
-        for r in np.flatnonzero(mask & alive):
+        nonlocal frozen
+        new = mask & alive
+        if not new.any():
+            return
+        for r in np.flatnonzero(new):
             status[r], message[r] = kind, f"{why} after epoch {ep} (step {step})"
-        alive[mask] = False
+        alive[new], end_step[new] = False, step
+        # A failed member stops where it failed, as train() does: its parameters are
+        # restored after every later step (its NaNs stay its own: every operation is
+        # per member), and it gets no more rows or snapshots.
+        dead = torch.as_tensor(np.flatnonzero(~alive), device=device)
+        frozen = (dead, [p.detach()[dead].clone() for p in params])
 
-    fail(record(0, np.full(R, np.nan), cfg.rank_every > 0), "overflow",
+    all_members = np.ones(R, dtype=bool)
+    fail(record(0, np.full(R, np.nan), all_members, all_members), "overflow",
          "exponential-loss margins saturated", 0)
     bar = tqdm(range(cfg.epochs), disable=not cfg.progress, leave=False,
                desc=f"ensemble {offset + 1}-{offset + R}/{total}")
@@ -416,6 +473,10 @@ def _train_chunk(members: list[EnsembleMember], cfg: TrainConfig, device, dtype,
                 losses = torch_loss(net(xb), yb, cfg.loss, reduction="none").mean(dim=1)
                 losses.sum().backward()
             opt.step()
+            if frozen is not None:
+                with torch.no_grad():
+                    for prm, val in zip(params, frozen[1]):
+                        prm[frozen[0]] = val
             running += losses.detach()
             step += 1
         ep = epoch + 1
@@ -426,14 +487,17 @@ def _train_chunk(members: list[EnsembleMember], cfg: TrainConfig, device, dtype,
         bad_nan = p_nan.cpu().numpy() | np.isnan(batch_loss)
         bad_inf = (p_inf.cpu().numpy() | np.isinf(batch_loss)) & ~bad_nan
         bad = (bad_nan | bad_inf) & alive
-        due = cfg.eval_every == 0 or ep % cfg.eval_every == 0 or ep == cfg.epochs or bad.any()
-        if due:
-            with_rank = cfg.rank_every > 0 and (ep % cfg.rank_every == 0 or ep == cfg.epochs)
-            sat = record(ep, batch_loss, with_rank and not bad.any())
+        scheduled = cfg.eval_every == 0 or ep % cfg.eval_every == 0 or ep == cfg.epochs
+        if scheduled or bad.any():
+            # train() records a failing run's last epoch off the schedule, without ranks
+            rows_of = alive.copy() if scheduled else bad
+            rank_due = cfg.rank_every > 0 and (ep % cfg.rank_every == 0 or ep == cfg.epochs)
+            sat = record(ep, batch_loss, rows_of, alive & ~bad if rank_due else ~all_members)
             fail(sat & ~bad, "overflow", "exponential-loss margins saturated", ep)
         fail(bad_nan, "nan", "NaN in the parameters or the loss", ep)
         fail(bad_inf, "overflow", "infinite parameters or loss", ep)
-        bar.set_postfix(loss=f"{np.nanmean(batch_loss):.3g}", alive=int(alive.sum()))
+        if alive.any():
+            bar.set_postfix(loss=f"{np.mean(batch_loss[alive]):.3g}", alive=int(alive.sum()))
     bar.close()
     if step in snap_steps and (not snaps["step"] or snaps["step"][-1] != step):
         take_snapshot()
@@ -446,9 +510,15 @@ def _train_chunk(members: list[EnsembleMember], cfg: TrainConfig, device, dtype,
     snapshots = None
     if cfg.n_snapshots > 0 and snaps["step"]:
         Ws, vs, ls = np.stack(snaps["W"], 1), np.stack(snaps["v"], 1), np.stack(snaps["loss"], 1)
-        snapshots = [Snapshots(t=np.asarray(snaps["t"]), step=np.asarray(snaps["step"]),
-                               W=Ws[r], v=vs[r], loss=ls[r], status=status[r],
-                               message=message[r]) for r in range(R)]
+        bs = np.stack(snaps["b"], 1) if snaps["b"] else None
+        st = np.asarray(snaps["step"], dtype=np.int64)
+        snapshots = []
+        for r in range(R):
+            keep = st < end_step[r]  # train() takes no snapshot at or after a failure
+            snapshots.append(Snapshots(
+                t=np.asarray(snaps["t"], dtype=np.float64)[keep], step=st[keep],
+                W=Ws[r][keep], v=vs[r][keep], loss=ls[r][keep], status=status[r],
+                message=message[r], b=None if bs is None else bs[r][keep]))
     return {"history": out_hist, "status": status, "message": message,
             "W": net.W.detach().cpu().numpy(), "v": net.v.detach().cpu().numpy(),
             "b": None if net.b is None else net.b.detach().cpu().numpy(),
