@@ -356,6 +356,7 @@ def test_device_auto_prefers_cuda_when_available(monkeypatch):
     ({"dtype": "float16"}, "dtype"), ({"momentum": 1.0}, "momentum"),
     ({"betas": (0.9,)}, "betas"), ({"n_snapshots": -2}, "n_snapshots"),
     ({"eval_every": -1}, "eval_every"), ({"lr": float("nan")}, "lr"),
+    ({"betas": 0.9}, "betas"), ({"device": "gpu"}, "device"), ({"device": "cuda:x"}, "device"),
 ])
 def test_bad_train_config_names_the_parameter(kw, name):
     with pytest.raises(ValueError, match=f"`{name}`"):
@@ -379,6 +380,25 @@ def test_bad_inputs_name_the_parameter(data):
         train(small_net(), data[0].X, quiet())
     with pytest.raises(ValueError, match="`perturb`"):
         train(small_net(), data[0], quiet(), perturb=3)
+    with pytest.raises(ValueError, match="`data`: X must be finite"):
+        train(small_net(), (data[0].X * np.nan, data[0].y), quiet())
+    with pytest.raises(ValueError, match="`resume=True` needs `checkpoint`"):
+        train(small_net(), data[0], quiet(), resume=True)
+    X3 = torch.randn(20, 4, dtype=torch.float64)
+    mlp3 = MLP(4, [5], "relu", n_outputs=3, dtype="float64")
+    for bad in (5, -1):
+        with pytest.raises(ValueError, match=r"`data`: cross_entropy labels must lie in \[0, 2\]"):
+            train(mlp3, (X3, torch.full((20,), bad)), quiet(loss="cross_entropy"))
+    with pytest.raises(ValueError, match="`x` must have 4 features"):
+        mlp3(torch.randn(2, 5, dtype=torch.float64))
+    with pytest.raises(ValueError, match="`block`"):
+        evaluate(mlp3, X3, torch.zeros(20, dtype=torch.long), "cross_entropy", block=0)
+    with pytest.raises(ValueError, match="`loss`"):
+        evaluate(mlp3, X3, torch.zeros(20, dtype=torch.long), "hinge")
+    with pytest.raises(ValueError, match="`bias`"):
+        MLP(4, [5], "relu", bias="yes")
+    with pytest.raises(ValueError, match="`channels`"):
+        SmallCNN(channels=32)
 
 
 def test_config_round_trip():

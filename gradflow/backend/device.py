@@ -17,23 +17,29 @@ from .._validate import check_choice
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
+def check_device_spec(device) -> str:
+    """Validate the form of a device string ('auto', 'cpu', 'cuda' or 'cuda:N') without
+    asking whether that device exists (a config may be written on a machine without it)."""
+    if isinstance(device, torch.device):
+        device = str(device)
+    kind, _, index = device.partition(":") if isinstance(device, str) else ("", "", "")
+    if device not in ("auto", "cpu") and (kind != "cuda" or (index and not index.isdigit())):
+        raise ValueError(f"`device` must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    return device
+
+
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """Return the torch device for ``device`` ('auto', 'cpu', 'cuda' or 'cuda:N').
 
     'auto' -> cuda:0 when CUDA is available, else cpu. Raises ``ValueError``
     naming `device` for an unknown string or an unavailable CUDA device.
     """
-    if isinstance(device, torch.device):
-        device = str(device)
-    if not isinstance(device, str):
-        raise ValueError(f"`device` must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    device = check_device_spec(device)
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cpu":
         return torch.device("cpu")
-    kind, _, index = device.partition(":")
-    if kind != "cuda" or (index and not index.isdigit()):
-        raise ValueError(f"`device` must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    index = device.partition(":")[2]
     if not torch.cuda.is_available():
         raise ValueError(f"`device`={device!r} was requested but CUDA is not available; "
                          "use device='auto' to fall back to the CPU")

@@ -86,6 +86,8 @@ class MLP(nn.Module):
             raise ValueError(f"`activations` must have one entry per hidden layer: `widths` has "
                              f"{len(widths)}, `activations` has {len(activations)}")
         check_int("n_outputs", n_outputs, 1)
+        if not isinstance(bias, bool):
+            raise ValueError(f"`bias` must be True or False, got {bias!r}")
         kw = dict(dtype=resolve_dtype(dtype), device=device)
         dims = [in_dim] + widths
         self.layers = nn.ModuleList(nn.Linear(a, b, bias=bias, **kw) for a, b in zip(dims, widths))
@@ -96,6 +98,9 @@ class MLP(nn.Module):
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Post-activation features [h_1, ..., h_L] (hidden-layer distance studies)."""
         h = x.reshape(x.shape[0], -1)
+        if h.shape[1] != self.layers[0].in_features:
+            raise ValueError(f"`x` must have {self.layers[0].in_features} features, got "
+                             f"{h.shape[1]}")
         out = []
         for lin, act in zip(self.layers, self.acts):
             h = act(lin(h))
@@ -131,8 +136,9 @@ class SmallCNN(nn.Module):
         check_int("n_classes", n_classes, 2)
         check_int("hidden", hidden, 1)
         check_int("image_size", image_size, 4)
-        if len(channels) != 2:
-            raise ValueError(f"`channels` must have 2 entries, got {channels!r}")
+        if not isinstance(channels, (tuple, list)) or len(channels) != 2:
+            raise ValueError(f"`channels` must be a pair (c1, c2) of positive integers, got "
+                             f"{channels!r}")
         c1, c2 = (check_int("channels", c, 1) for c in channels)
         kw = dict(dtype=resolve_dtype(dtype), device=device)
         self.act = _Act(activation)

@@ -37,7 +37,7 @@ from ..data import SubclassData
 from ..io import atomic_write_bytes
 from ..losses import LOSSES, exp_cap, torch_loss
 from ..torch_model import TwoLayerNet
-from .device import DTYPES, resolve_device, resolve_dtype
+from .device import DTYPES, check_device_spec, resolve_device, resolve_dtype
 from .metrics import gram_small_side, stable_rank_gram
 
 OPTIMIZERS = ("gd", "sgd", "adam")
@@ -98,7 +98,10 @@ class TrainConfig(_ConfigMixin):
         check_choice("loss", self.loss, LOSSES)
         check_real("momentum", self.momentum, 0.0, 1.0, hi_open=True)
         check_real("weight_decay", self.weight_decay, 0.0)
-        betas = tuple(self.betas)
+        try:
+            betas = tuple(self.betas)
+        except TypeError:
+            betas = ()
         if len(betas) != 2:
             raise ValueError(f"`betas` must be a pair (beta1, beta2), got {self.betas!r}")
         for b in betas:
@@ -106,8 +109,7 @@ class TrainConfig(_ConfigMixin):
         object.__setattr__(self, "betas", tuple(float(b) for b in betas))
         check_real("adam_eps", self.adam_eps, 0.0, lo_open=True)
         check_choice("dtype", self.dtype, tuple(DTYPES))
-        if not isinstance(self.device, str):
-            raise ValueError(f"`device` must be a string such as 'auto', got {self.device!r}")
+        check_device_spec(self.device)
         check_int("seed", self.seed, 0)
         check_int("n_snapshots", self.n_snapshots, 0)
         check_int("eval_every", self.eval_every, 0)
@@ -175,7 +177,8 @@ class TrainResult:
 # -- data -----------------------------------------------------------------------------------
 
 
-def _as_tensors(data, name: str, loss: str, dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
+def _as_tensors(data, name: str, loss: str, dtype, device,
+                n_classes: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     if isinstance(data, SubclassData):
         X, y = data.X, data.y
     elif isinstance(data, (tuple, list)) and len(data) == 2:
@@ -185,13 +188,19 @@ def _as_tensors(data, name: str, loss: str, dtype, device) -> tuple[torch.Tensor
                          f"{type(data).__name__}")
     X = torch.as_tensor(X).to(device=device, dtype=dtype)
     y = torch.as_tensor(y).to(device=device)
-    if X.shape[0] != y.shape[0] or y.dim() != 1 or X.shape[0] == 0:
-        raise ValueError(f"`{name}`: X and y must hold the same number (>= 1) of samples and y "
-                         f"must be 1-D; got X {tuple(X.shape)}, y {tuple(y.shape)}")
+    if X.dim() < 2 or X.shape[0] != y.shape[0] or y.dim() != 1 or X.shape[0] == 0:
+        raise ValueError(f"`{name}`: X (n, features...) and y (n,) must hold the same number "
+                         f"(>= 1) of samples; got X {tuple(X.shape)}, y {tuple(y.shape)}")
+    if not bool(torch.isfinite(X).all()):
+        raise ValueError(f"`{name}`: X must be finite (contains NaN or inf)")
     if loss == "cross_entropy":
         if y.is_floating_point() and not torch.equal(y, y.round()):
             raise ValueError(f"`{name}`: cross_entropy needs integer class labels")
         y = y.long()
+        if n_classes is not None and not bool(((y >= 0) & (y < n_classes)).all()):
+            raise ValueError(f"`{name}`: cross_entropy labels must lie in [0, {n_classes - 1}] "
+                             f"(the model's {n_classes} outputs); got {int(y.min())} .. "
+                             f"{int(y.max())}")
     else:
         y = y.to(dtype)
         if not bool(torch.all((y == 1) | (y == -1))):
@@ -217,6 +226,8 @@ def evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor, loss: str, *,
     Accuracy: sign(f) = y for binary losses, argmax f = y for cross-entropy.
     rank_H = ||H||_F^2 / ||H||_2^2 of H = model.hidden(X), via G = H^T H summed over blocks.
     """
+    check_choice("loss", loss, LOSSES)
+    check_int("block", block, 1)
     total, correct, min_margin = 0.0, 0.0, math.inf
     G = None
     hidden = getattr(model, "hidden", None) if rank else None
@@ -333,6 +344,10 @@ def train(model: nn.Module, data, cfg: TrainConfig, *, test_data=None,
     checkpoint: file written atomically every ``checkpoint_every`` epochs and at
                 the end; with ``resume=True`` an existing file is loaded and
                 training continues to the identical result an uninterrupted run gives.
+                Raising ``epochs`` on resume extends a finished run: the parameters are
+                those of one run with the new ``epochs``, but the history keeps the old
+                final epoch's row and the snapshot schedule (log-spaced over the total
+                steps) changes at the resume point.
     callback:   ``callback(epoch, row)`` after each evaluated epoch; True stops the
                 run with status 'stopped'.
     throw:      raise ``RuntimeError`` instead of returning a failed status.
@@ -342,6 +357,8 @@ def train(model: nn.Module, data, cfg: TrainConfig, *, test_data=None,
     if not isinstance(cfg, TrainConfig):
         raise ValueError(f"`cfg` must be a TrainConfig, got {type(cfg).__name__}")
     check_int("checkpoint_every", checkpoint_every, 1)
+    if resume and checkpoint is None:
+        raise ValueError("`resume=True` needs `checkpoint` (the file to resume from)")
     if perturb is not None and not callable(perturb):
         raise ValueError("`perturb` must be callable as perturb(x, y, model) -> x_adv")
     device, dtype = resolve_device(cfg.device), resolve_dtype(cfg.dtype)
@@ -352,9 +369,9 @@ def train(model: nn.Module, data, cfg: TrainConfig, *, test_data=None,
         from ..losses import check_loss
         check_loss(cfg.loss, n_out)
     model.to(device=device, dtype=dtype)
-    X, y = _as_tensors(data, "data", cfg.loss, dtype, device)
+    X, y = _as_tensors(data, "data", cfg.loss, dtype, device, n_out)
     test = None if test_data is None else _as_tensors(test_data, "test_data", cfg.loss, dtype,
-                                                      device)
+                                                      device, n_out)
     n = X.shape[0]
     params = [p for p in model.parameters() if p.requires_grad]
     opt = make_optimizer(params, cfg)
