@@ -97,6 +97,12 @@ class FlowSolver:
         self.n_rejected, self.loss = int(s["n_rejected"]), float(s["loss"])
 
 
+def end_slack(t_bound: float) -> float:
+    """A few ulps of t_bound: a step ending closer than this to t_bound is stretched to it,
+    so that no rounding remainder (e.g. of ten steps of 0.1 to t = 1) is left as a step."""
+    return 64 * float(np.spacing(max(abs(t_bound), 1.0)))
+
+
 def hermite(ts, t0, t1, y0, y1, k0, k1) -> list[np.ndarray]:
     """Cubic Hermite interpolant through (t0, y0, y0'=k0) and (t1, y1, y1'=k1); O(h^4) error."""
     h = t1 - t0

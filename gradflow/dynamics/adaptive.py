@@ -54,12 +54,13 @@ import numpy as np
 
 from .._validate import check_choice, check_real
 from ..model import TwoLayerParams
-from ._base import FlowSolver, StepFailure, hermite
+from ._base import FlowSolver, StepFailure, end_slack, hermite
 from .fields import CartesianRep, FlowProblem, NonFiniteError, PolarRep, polar_applicable
 from .relu_exact import exact_relu_step
 from .tableaus import DP5, DP5_DENSE
 
 _FAC_MIN, _FAC_MAX, _SAFETY = 0.2, 5.0, 0.9
+_NONFINITE_TRIES = 10
 _PI_BETA = 0.04
 
 
@@ -279,21 +280,39 @@ class GradFlowSolver(FlowSolver):
         tab = self.tableau
         rep = self.rep
         mask, S = self.mask, self.S
+        nonfinite = 0
         while True:
             h = min(self.h, self.options["max_step"], self.t_bound - self.t)
+            if self.t_bound - (self.t + h) <= end_slack(self.t_bound):
+                h = self.t_bound - self.t  # no rounding remainder left before t_bound
             if h <= 16 * np.spacing(max(abs(self.t), 1.0)):
                 raise StepFailure(f"step size {h:.3g} underflows at t={self.t:.6g}")
             K = [self.k]
-            for i in range(1, tab.stages):
-                yi = self.y + h * sum(tab.A[i, m] * K[m] for m in range(i) if tab.A[i, m] != 0.0)
-                ki, loss_i, f_i = rep.field(yi, mask, S)
-                self.nfev += 1
-                K.append(ki)
-            y_new = yi  # FSAL: the last stage is evaluated at the new solution
-            err_vec = h * sum(c * k for c, k in zip(tab.b_err, K) if c != 0.0)
-            err = self._error(err_vec, y_new)
-            if not math.isfinite(err):
-                raise NonFiniteError("nan", f"error estimate is not finite at t={self.t:.6g}")
+            try:
+                # overflow in a trial stage is reported as NonFiniteError, not as warnings
+                with np.errstate(over="ignore", invalid="ignore"):
+                    for i in range(1, tab.stages):
+                        yi = self.y + h * sum(tab.A[i, m] * K[m] for m in range(i)
+                                              if tab.A[i, m] != 0.0)
+                        ki, loss_i, f_i = rep.field(yi, mask, S)
+                        self.nfev += 1
+                        K.append(ki)
+                    y_new = yi  # FSAL: the last stage is evaluated at the new solution
+                    err_vec = h * sum(c * k for c, k in zip(tab.b_err, K) if c != 0.0)
+                    err = self._error(err_vec, y_new)
+                if not math.isfinite(err):
+                    raise NonFiniteError("nan", f"error estimate is not finite at t={self.t:.6g}")
+            except NonFiniteError:
+                # An overlong trial step can overflow where the flow does not (a large
+                # first_step at p = 3): reject and shrink. Only a state that stays
+                # non-finite over _NONFINITE_TRIES shrinks (h / 5^10) ends the run.
+                nonfinite += 1
+                if nonfinite > _NONFINITE_TRIES:
+                    raise
+                self.h = h * _FAC_MIN
+                self.n_rejected += 1
+                self._rejected_last = True
+                continue
             if err > 1.0:
                 self.h = h * rejected_step_factor(err)
                 self.n_rejected += 1

@@ -10,7 +10,7 @@ import numpy as np
 
 from .._validate import check_choice, check_real
 from ..model import TwoLayerParams
-from ._base import FlowSolver, hermite
+from ._base import FlowSolver, end_slack, hermite
 from .fields import CartesianRep, FlowProblem, PolarRep
 from .tableaus import EULER, RK4, Tableau
 
@@ -41,6 +41,8 @@ class FixedStepRK(FlowSolver):
 
     def step(self) -> None:
         h = min(self.dt, self.t_bound - self.t)
+        if self.t_bound - (self.t + h) <= end_slack(self.t_bound):
+            h = self.t_bound - self.t  # ten steps of 0.1 end at t = 1, not one ulp before
         tab = self.tableau
         K = [self.k]
         for i in range(1, tab.stages):

@@ -175,8 +175,11 @@ def _tangent_curvature(u, pot: Potential, sign: float, h: float = 1e-3) -> float
     """
     basis = pot.span if pot.span is not None else np.eye(pot.D)
     T = basis - np.outer(basis @ u, u)
-    q, r = np.linalg.qr(T.T)
-    T = q[:, np.abs(np.diag(r)) > 1e-8].T  # orthonormal tangent directions
+    # Orthonormal basis of T's row space (the tangent directions) by SVD: QR without
+    # pivoting on this rank-deficient T kept near-radial columns, so at p = 1 the probe
+    # "saw" G flat where it has an isolated maximum (mubar_+ reported degenerate).
+    _, sv, Vt = np.linalg.svd(T, full_matrices=False)
+    T = Vt[sv > 1e-8 * max(float(sv.max(initial=0.0)), 1.0)]
     if pot.centres is not None:
         # Also probe toward each centre: a rotated basis mixes centres of both classes and
         # misses the flat faces of p = 2 (G constant from mu_k toward another mu_l of its class).
@@ -211,6 +214,9 @@ def find_extremal_vectors(potential: Potential, n_starts: int = 200, sign: float
     are reported with ``isolated=False``.
     """
     n_starts = check_int("n_starts", n_starts, 1)
+    cluster_tol = check_real("cluster_tol", cluster_tol, 0.0, 2.0, lo_open=True)
+    flat_tol = check_real("flat_tol", flat_tol, 0.0)
+    seed = check_int("seed", seed, 0)
     rng = np.random.default_rng(seed)
     if potential.span is not None:
         U0 = rng.standard_normal((n_starts, potential.span.shape[0])) @ potential.span

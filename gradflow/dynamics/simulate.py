@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from .._validate import check_array, check_int
+from .._validate import check_array, check_int, check_real
 from ..config import DataConfig, InitConfig, ModelConfig
 from ..data import SubclassData, make_subclass_data
 from ..init import init_params
@@ -24,6 +24,14 @@ from .solvers import get_solver
 
 def _numpy(a):
     return a.detach().cpu().numpy() if hasattr(a, "detach") else np.asarray(a)
+
+
+def _or_none(a):
+    return np.zeros(0) if a is None else np.asarray(a)
+
+
+def _copy_state(sol) -> dict:
+    return {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in sol.state_dict().items()}
 
 
 def _resolve_data(data, X, y):
@@ -61,6 +69,13 @@ def _resolve_params(init, params, model, D, centres):
         if init.W.shape[0] != model.width:
             raise ValueError(f"`params` width {init.W.shape[0]} differs from model width "
                              f"{model.width}")
+        vshape = (model.width,) if model.n_outputs == 1 else (model.width, model.n_outputs)
+        if init.v.shape != vshape:
+            raise ValueError(f"`params`.v must have shape {vshape} (width, n_outputs="
+                             f"{model.n_outputs}), got {init.v.shape}")
+        if model.bias != (init.b is not None):
+            raise ValueError(f"`params`.b must be {'given' if model.bias else 'None'}: "
+                             f"model.bias is {model.bias}")
         return init.copy(), {"init": "explicit"}
     raise ValueError(f"`init` must be an InitConfig or TwoLayerParams, got {type(init).__name__}")
 
@@ -95,6 +110,10 @@ class _Recorder:
         if self.b and self.b[0] is not None:
             out["b"] = np.asarray(self.b)
         return out
+
+    def truncate(self, n: int):
+        for k in ("t", "W", "v", "b", "loss", "fmax"):
+            del getattr(self, k)[n:]
 
     def load(self, d: dict):
         for k in ("t", "loss", "fmax"):
@@ -166,6 +185,7 @@ def simulate(
     meta.update(init_meta)
     if loss != "cross_entropy" and not np.all(np.abs(y) == 1):
         raise ValueError("`y` must contain labels -1 and +1 for a binary loss")
+    t0 = check_real("t0", t0)
     if stop.t_max <= t0:
         raise ValueError(f"`t_max` must exceed t0={t0}, got {stop.t_max}")
     save_ts = _resolve_save(save_at, t0, stop.t_max)
@@ -185,12 +205,14 @@ def simulate(
             fmax=np.array([np.nan]), status=e.kind, message=f"{e} (at the initial state)",
             nfev=1, n_steps=0, n_rejected=0, wall_time=0.0, alignment_end_time=None,
             method=cls.name, options=dict(options), metadata=meta,
-            b=None if params0.b is None else params0.b[None], center=params0.center, X=X, y=y)
+            b=None if params0.b is None else params0.b[None], center=params0.center, X=X, y=y,
+            invariant0=params0.invariant())
         if throw:
             raise RuntimeError(f"simulate failed with status {e.kind!r}: {e}") from e
         return out
 
-    fp = fingerprint(X, y, params0.W, params0.v, model.to_dict(), loss, cls.name,
+    fp = fingerprint(X, y, params0.W, params0.v, _or_none(params0.b), _or_none(params0.center),
+                     model.to_dict(), loss, cls.name,
                      sorted(sol.options.items(), key=str), save_ts, t0,
                      [stop.t_max, stop.loss_target, stop.norm_cap, stop.alignment_fraction])
     rec = _Recorder()
@@ -209,6 +231,8 @@ def simulate(
             rec.load(d_arrays)
         k, t_align, fmax_prev = scal["k"], scal["t_align"], scal["fmax_prev"]
         elapsed0 = scal["wall_time"]
+        if scal.get("status") in ("loss_target", "norm_cap"):  # finished: step no further
+            status, message = scal["status"], scal["message"]
     elif save_ts[0] == t0:
         rec.add(t0, params0, sol.loss, fmax_prev)
         k = 1
@@ -218,7 +242,8 @@ def simulate(
     def write_ckpt(wall):
         save_checkpoint(checkpoint, sol.state_dict(), rec.arrays() if rec.t else {},
                         {"fingerprint": fp, "k": k, "t_align": t_align, "fmax_prev": fmax_prev,
-                         "n_saved": len(rec.t), "wall_time": wall})
+                         "n_saved": len(rec.t), "wall_time": wall, "status": status,
+                         "message": message})
 
     if progress is None:
         progress = sys.stderr.isatty()
@@ -228,6 +253,7 @@ def simulate(
                bar_format="{l_bar}{bar}| t={n:.4g}/{total:.4g} [{elapsed}{postfix}]")
     bar.update(sol.t - t0)
     start = time.perf_counter()
+    safe = None  # the driver's state at the last step boundary (for Ctrl-C)
     try:
         while status is None:
             if sol.t >= stop.t_max:
@@ -236,6 +262,8 @@ def simulate(
             if stop.max_steps is not None and sol.n_steps >= stop.max_steps:
                 status, message = "max_steps", f"stopped after max_steps={stop.max_steps} steps"
                 break
+            safe = (_copy_state(sol) if cls.supports_checkpoint else None, len(rec.t), k,
+                    t_align, fmax_prev)
             t_before = sol.t
             sol.step()
             while k < len(save_ts) and save_ts[k] <= sol.t:
@@ -273,6 +301,13 @@ def simulate(
     except StepFailure as e:
         status, message = "failed", str(e)
     except KeyboardInterrupt:
+        # Ctrl-C can land mid-step or mid-bookkeeping: go back to the last step boundary,
+        # so the checkpoint and the returned trajectory are those of a consistent state.
+        if safe is not None:
+            state, n_saved, k, t_align, fmax_prev = safe
+            if state is not None:
+                sol.load_state_dict(state)
+            rec.truncate(n_saved)
         status, message = "interrupted", f"interrupted at t={sol.t:.6g}"
     finally:
         bar.close()
@@ -289,7 +324,7 @@ def simulate(
         status=status, message=message, nfev=sol.nfev, n_steps=sol.n_steps,
         n_rejected=sol.n_rejected, wall_time=wall, alignment_end_time=t_align,
         method=cls.name, options={k2: v2 for k2, v2 in sol.options.items()}, metadata=meta,
-        b=arr.get("b"), center=params0.center, X=X, y=y)
+        b=arr.get("b"), center=params0.center, X=X, y=y, invariant0=params0.invariant())
     if throw and not out.success and status not in ("max_steps",):
         raise RuntimeError(f"simulate failed with status {status!r}: {message}")
     return out

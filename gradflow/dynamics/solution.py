@@ -23,8 +23,9 @@ class Solution:
     Arrays: t (T,), W (T, h, D), v (T, h) or (T, h, C), b (T,) / (T, C) or None,
     loss (T,), fmax (T,) = max_i |f(x_i)|. Run record: status (one of STATUSES),
     message, nfev (field evaluations = loss gradients), n_steps, n_rejected,
-    invariant_drift (max over saved t of max_j |c_j(t) - c_j(0)| / max_j (v_j^2 +
-    ||w_j||^2)(t), c_j = v_j^2 - ||w_j||^2), wall_time (s), alignment_end_time
+    invariant_drift (max over saved t of max_j |c_j(t) - c_j(t0)| / max_j (v_j^2 +
+    ||w_j||^2)(t), c_j = v_j^2 - ||w_j||^2, with c_j(t0) from ``invariant0``, the
+    initial state's, even when t0 is not a save time), wall_time (s), alignment_end_time
     (or None), method, options, metadata (model/data/init configs, loss, ...).
     X, y, center: the training data the flow used (kept so a run can be reproduced).
     """
@@ -48,6 +49,7 @@ class Solution:
     center: np.ndarray | None = None
     X: np.ndarray | None = None
     y: np.ndarray | None = None
+    invariant0: np.ndarray | None = None
 
     @property
     def success(self) -> bool:
@@ -80,7 +82,8 @@ class Solution:
         vv, ww = self._sq_norms()
         c = vv - ww
         size = np.max(vv + ww, axis=1)
-        drift = np.max(np.abs(c - c[0]), axis=1)
+        c0 = c[0] if self.invariant0 is None else self.invariant0
+        drift = np.max(np.abs(c - c0), axis=1)
         return float(np.max(drift / np.maximum(size, 1e-300)))
 
     def params_at(self, i: int) -> TwoLayerParams:
@@ -98,7 +101,7 @@ class Solution:
         return np.concatenate(parts, axis=1)
 
     # ---- persistence -------------------------------------------------------------
-    _ARRAYS = ("t", "W", "v", "loss", "fmax", "b", "center", "X", "y")
+    _ARRAYS = ("t", "W", "v", "loss", "fmax", "b", "center", "X", "y", "invariant0")
     _SCALARS = ("status", "message", "nfev", "n_steps", "n_rejected", "wall_time",
                 "alignment_end_time", "method", "options", "metadata")
 
@@ -106,26 +109,32 @@ class Solution:
         """Write <path>.npz (arrays) and <path>.json (run record), both atomically."""
         base = _base(path)
         arrays = {k: getattr(self, k) for k in self._ARRAYS if getattr(self, k) is not None}
-        save_npz(base.with_suffix(".npz"), **arrays)
+        save_npz(_with(base, ".npz"), **arrays)
         meta = {k: getattr(self, k) for k in self._SCALARS}
         meta["invariant_drift"] = self.invariant_drift
         meta["format"] = "gradflow.Solution/1"
-        save_json(base.with_suffix(".json"), json.loads(json.dumps(meta, default=_jsonable)))
-        return base.with_suffix(".npz")
+        save_json(_with(base, ".json"), json.loads(json.dumps(meta, default=_jsonable)))
+        return _with(base, ".npz")
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Solution:
         base = _base(path)
-        arrays = load_npz(base.with_suffix(".npz"))
-        meta = load_json(base.with_suffix(".json"))
+        arrays = load_npz(_with(base, ".npz"))
+        meta = load_json(_with(base, ".json"))
         kw = {k: meta[k] for k in cls._SCALARS}
         kw.update({k: arrays.get(k) for k in cls._ARRAYS})
         return cls(**kw)
 
 
 def _base(path) -> Path:
+    """The path without a trailing .npz/.json; other dots belong to the name ('run_p1.5')."""
     p = Path(path)
     return p.with_suffix("") if p.suffix in (".npz", ".json") else p
+
+
+def _with(base: Path, ext: str) -> Path:
+    # not with_suffix: it would replace '.5' in 'run_p1.5' and let runs overwrite each other
+    return base.with_name(base.name + ext)
 
 
 def _jsonable(o: Any):
