@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from gradflow.attacks import FGSM, PGD, MinNormL2, get_norm, reference_pgd
+from gradflow.attacks import FGSM, PGD, MarginAsLogits, MinNormL2, get_norm, reference_pgd
 from gradflow.attacks.bounds import lipschitz_lower_bound
 from gradflow.attacks.curves import accuracy_from_radii, robust_accuracy_curve
 from gradflow.attacks.masking import GradientMaskingWarning, RaySearchL2, check_gradient_masking
@@ -157,6 +157,136 @@ def test_bad_input_messages(linear):
         PGD(seed=-1)
     with pytest.raises(ValueError, match="`lower` must be one of"):
         attack_radius(model, x, y, lower="exact")
+
+
+def test_validation_gaps_messages(linear):
+    model, x, y = linear
+    for bad in [(0.0,), 1.0, (0.0, 1.0, 2.0), (1.0, 0.0), (0.0, float("nan"))]:
+        with pytest.raises(ValueError, match=r"`bounds` must be None or a pair \(lo, hi\)"):
+            PGD(bounds=bad)
+    with pytest.raises(ValueError, match="`attacks` must hold at least one"):
+        attack_radius(model, x, y, attacks=[])
+    net = TwoLayerNet(ModelConfig(width=8, activation="relu"), 5)
+    xs = torch.randn(20, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    ys = torch.sign(net(xs)).detach()
+    with pytest.raises(ValueError, match="`iters` must be an integer"):
+        lipschitz_lower_bound(net, xs, ys, iters=2.5)
+    with pytest.raises(ValueError, match="`iters` must be >= 1"):
+        lipschitz_lower_bound(net, xs, ys, iters=0)
+    with pytest.raises(ValueError, match=r"`r_max` must be a scalar or have shape \(20,\)"):
+        lipschitz_lower_bound(net, xs, ys, r_max=torch.ones(3, dtype=torch.float64))
+    with pytest.raises(ValueError, match="`r_max` must be finite and >= 0"):
+        lipschitz_lower_bound(net, xs, ys, r_max=-1.0)
+    with pytest.raises(ValueError, match=r"`y` must hold labels in \{-1, \+1\}"):
+        lipschitz_lower_bound(net, xs, (ys + 1) / 2)  # {0, 1} labels used to certify silently
+    ray = RaySearchL2(steps=1, n_random=1)
+    with pytest.raises(ValueError, match="`seed` must be >= 0"):
+        check_gradient_masking(net, xs, ys, gradient_radius=torch.ones(20), seed=-1, attack=ray)
+    for gr in [torch.full((20,), float("nan")), -torch.ones(20)]:
+        with pytest.raises(ValueError, match=r"`gradient_radius` must hold distances in \[0, inf\]"):
+            check_gradient_masking(net, xs, ys, gradient_radius=gr, attack=ray)
+    with pytest.raises(ValueError, match=r"`anchors` must have shape \(N, 5\)"):
+        MinNormL2(anchors=torch.randn(10, 7, dtype=torch.float64))(net, xs, ys)
+    with pytest.raises(ValueError, match="`anchors` must be None or a floating-point"):
+        MinNormL2(anchors=torch.randn(10, dtype=torch.float64))
+
+
+def test_inputs_outside_bounds_raise():
+    model = lambda x: x[:, 0] - 1.2  # noqa: E731
+    x = torch.tensor([[1.5, 0.5]], dtype=torch.float64)  # outside the box [0, 1]
+    y = torch.tensor([1.0])
+    # clipping x into the box used to count as a "success" at distance 0.5 > eps = 0.1
+    for atk in [FGSM(norm="linf", bounds=(0.0, 1.0)), PGD(norm="l2", steps=3, bounds=(0.0, 1.0))]:
+        with pytest.raises(ValueError, match=r"`x` must lie inside `bounds` \[0, 1\]"):
+            atk(model, x, y, 0.1)
+
+
+def test_clip_never_moves_a_point_farther_than_eps():
+    # x lies 4 ulps above the box (inside the stated 8-ulp round-off tolerance), 2 ulps from
+    # the decision boundary: clipping x itself to 1 would flip the class at eps = 0. All
+    # values are exact in float64 (1 + k 2^-52).
+    u = torch.finfo(torch.float64).eps
+    model = lambda x: x[:, 0] - (1 + 2 * u)  # noqa: E731
+    x = torch.tensor([[1 + 4 * u, 0.5]], dtype=torch.float64)
+    res = FGSM(norm="linf", bounds=(0.0, 1.0))(model, x, torch.tensor([1.0]), 0.0)
+    assert not res.success.any()
+    assert torch.equal(res.x_adv, x)
+
+
+def test_radius_gap_is_inf_where_no_attack_succeeded():
+    from gradflow.attacks.radius import RadiusResult
+
+    inf = float("inf")
+    res = RadiusResult(lower=torch.tensor([0.5, 0.0, 0.2, inf]),
+                       upper=torch.tensor([inf, 0.0, 0.4, inf]), x_adv=None, method=[],
+                       clean_correct=None, n_grad=None, n_forward=None,
+                       lower_method="lipschitz", seconds=0.0)
+    # unbounded bracket -> inf (was NaN); misclassified -> 0; regular; both inf -> 0
+    assert res.gap.tolist() == [inf, 0.0, 0.5, 0.0]
+
+
+def test_minnorm_float32_rows_on_the_boundary_succeed():
+    # float32 ReLU net: some boundary points evaluate to a tie (m = 0) on the whole batch;
+    # the outward nudge (was 1 + 1e-9, which rounds to 1 in float32) must move them off it.
+    # Before the fix 7 of these 100 rows failed and got upper = inf.
+    torch.manual_seed(0)
+    net = TwoLayerNet(ModelConfig(width=30, activation="relu"), 20, dtype=torch.float32)
+    x = torch.randn(100, 20)
+    y = torch.sign(net(x)).detach()
+    res = attack_radius(net, x, y, lower="none")
+    assert res.clean_correct.all()
+    assert torch.isfinite(res.upper).all()
+    assert res.robust_accuracy([1e3])[0] == 0.0
+    # and the reported points are adversarial for an independent full-batch forward pass
+    m = y * net(res.x_adv).detach()
+    assert torch.all(m < 0)
+
+
+def _confident_linear(dtype, scale=400.0, n=64):
+    """A linear score model with margins ~1e3, beyond where exp(-m) underflows to 0."""
+    g = torch.Generator().manual_seed(0)
+    w = (scale * torch.randn(D, generator=g, dtype=torch.float64)).to(dtype)
+    x = torch.randn(n, D, generator=g, dtype=torch.float64).to(dtype)
+    model = Linear(w, torch.tensor(0.0, dtype=dtype))
+    y = torch.sign(model(x))
+    return model, x, y
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_direction_attacks_move_on_confident_points(dtype):
+    # margins ~1e3: exp(-m) and the softmax gap's gradient are exactly 0 in float32 and
+    # float64, and the old 1e-30 floor on ||g|| also froze smaller ones. On a linear model
+    # one normalised step of length eps = 1.2 x the exact radius along -w always breaks it.
+    model, x, y = _confident_linear(dtype)
+    m = y * model(x)
+    assert m.abs().min() > 20 and m.median() > 800
+    r2 = m / model.w.norm()
+    e2, einf = 1.2 * r2, 1.2 * m / model.w.abs().sum()
+    attacks = [
+        (FGSM(norm="l2"), e2), (FGSM(norm="linf"), einf),
+        (PGD(norm="l2", steps=10), e2), (PGD(norm="linf", steps=10), einf),
+        # 0.1-steps of the reference protocol: enough of them to reach 1.2 x the radius
+        (reference_pgd(steps=int(12 * float(r2.max())) + 2), e2),
+    ]
+    for atk, eps in attacks:
+        res = atk(model, x, y, eps)
+        assert res.success.all(), (atk.name, atk.norm.name, int(res.success.sum()))
+    # cross-entropy on the two logits [-f/2, f/2]: the softmax saturates the same way
+    logits, yl = MarginAsLogits(model), ((y + 1) / 2).long()
+    res = FGSM(norm="l2", loss="cross_entropy")(logits, x, yl, e2)
+    assert res.success.all()
+
+
+def test_l2_steepest_has_unit_norm_for_tiny_gradients():
+    g = torch.randn(3, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    g[0] *= 1e-310  # subnormal: even ||g||_2 underflows to 0 when computed directly
+    g[1] *= 1e-40   # below the old absolute floor 1e-30
+    g[2] = 0.0      # an exactly zero gradient gives no direction
+    s = get_norm("l2").steepest(g)
+    # float64 round-off of a 4-entry normalisation: a few ulps
+    assert torch.allclose(s[:2].norm(dim=1), torch.ones(2, dtype=torch.float64), rtol=1e-14)
+    assert torch.allclose(s[1], g[1] / g[1].norm(), rtol=1e-14)
+    assert torch.equal(s[2], torch.zeros(4, dtype=torch.float64))
 
 
 def test_norm_objects():

@@ -50,6 +50,46 @@ def test_pgd_hook_stays_in_ball_and_raises_loss():
         assert adv > clean
 
 
+class _Scores(torch.nn.Module):
+    """f(x) = <w, x>: a score model with known exact radii |f| / ||w||."""
+
+    def __init__(self, w):
+        super().__init__()
+        self.register_buffer("w", w)
+
+    def forward(self, x):
+        return x @ self.w
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_hooks_move_confidently_classified_points(dtype):
+    # margins ~1e3 (f = 400 <w, x>): the exponential loss's gradient exp(-m) grad m is
+    # exactly 0 in both dtypes, so the hooks used to return x unchanged. On a linear model
+    # a normalised step of length eps = 1.2 x the largest exact l2 radius breaks every point.
+    g = torch.Generator().manual_seed(0)
+    w = (400 * torch.randn(10, generator=g, dtype=torch.float64)).to(dtype)
+    x = torch.randn(32, 10, generator=g, dtype=torch.float64).to(dtype)
+    model = _Scores(w)
+    y = torch.sign(model(x)).detach()
+    m = y * model(x).detach()
+    assert m.median() > 800
+    eps = float(1.2 * (m / w.norm()).max())
+    for hook in [fgsm_hook(eps, "l2"), pgd_hook(eps, 4, norm="l2", random_start=False)]:
+        xa = hook(x, y, model)
+        assert torch.all(y * model(xa) < 0)
+
+
+def test_hook_bounds_checked():
+    net = _linear_net()
+    for bad in [5.0, (1.0, 0.0), (0.0,)]:
+        with pytest.raises(ValueError, match=r"`bounds` must be None or a pair \(lo, hi\)"):
+            fgsm_hook(0.1, bounds=bad)
+    x = torch.full((2, 5), 1.5, dtype=torch.float64)  # outside [0, 1]
+    y = torch.ones(2, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"`x` must lie inside `bounds` \[0, 1\]"):
+        pgd_hook(0.1, 2, bounds=(0.0, 1.0))(x, y, net)
+
+
 def test_smooth_surrogate_shares_parameters():
     net = TwoLayerNet(ModelConfig(width=8, activation="relu"), 6)
     sur = smooth_surrogate(net)

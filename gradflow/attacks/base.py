@@ -68,15 +68,44 @@ def attack_loss(f: torch.Tensor, y: torch.Tensor, loss: str) -> torch.Tensor:
     """
     from ..losses import torch_loss
 
-    if loss == "auto":
-        loss = "exponential" if f.dim() == 1 else "cross_entropy"
+    loss = _resolve_loss(f, loss)
     if loss == "margin":
         return -margin_from_output(f, y)
-    if (loss == "cross_entropy") != (f.dim() == 2):
+    return torch_loss(f, y, loss, reduction="none")
+
+
+def _resolve_loss(f: torch.Tensor, loss: str) -> str:
+    """'auto' -> the model kind's loss; raises when the loss does not fit the model kind."""
+    if loss == "auto":
+        return "exponential" if f.dim() == 1 else "cross_entropy"
+    if loss != "margin" and (loss == "cross_entropy") != (f.dim() == 2):
         kind = "logits (n, C)" if f.dim() == 2 else "scores (n,)"
         raise ValueError(f"`loss`={loss!r} does not fit a model returning {kind}; "
                          f"use 'margin', 'auto' or the matching loss")
-    return torch_loss(f, y, loss, reduction="none")
+    return loss
+
+
+def attack_direction_loss(f: torch.Tensor, y: torch.Tensor, loss: str) -> torch.Tensor:
+    """A per-sample function whose x-gradient points along that of ``attack_loss``.
+
+    For attacks that use only the gradient's direction (normalised or sign steps).
+    Every attack loss is an increasing function of a "soft margin" s, so its gradient is
+    a positive per-row multiple of grad s:
+
+        exponential exp(-m), logistic log(1 + exp(-m)), margin -m:  s = -m;
+        cross-entropy log(1 + sum_{c != y} exp(f_c - f_y)):  s = logsumexp_{c != y}(f_c - f_y).
+
+    Differentiating s instead of the loss keeps that direction but drops the factor
+    l'(s), which underflows on confident points (exp(-m) is 0 in float32 for m > ~104
+    and in float64 for m > ~745; softmax probabilities likewise), where it left PGD and
+    FGSM with a zero gradient that never moves. The exponential loss's saturation at
+    ``EXP_CAP`` (zero gradient beyond it) is dropped too: there s keeps ascending.
+    """
+    if _resolve_loss(f, loss) != "cross_entropy":
+        return -margin_from_output(f, y)
+    yl = y.long()
+    gap = f - f.gather(1, yl[:, None])
+    return gap.scatter(1, yl[:, None], float("-inf")).logsumexp(dim=1)
 
 
 class AttackContext:
@@ -105,15 +134,22 @@ class AttackContext:
         self.n_forward[rows] += 1
         return margin_from_output(self.model(x), self.y[rows])
 
-    def loss_grad(self, x: torch.Tensor, idx: torch.Tensor | None = None, loss: str = "auto"):
-        """(loss (n,), d loss / d x, margin (n,)) at x; one gradient evaluation per row."""
+    def loss_grad(self, x: torch.Tensor, idx: torch.Tensor | None = None, loss: str = "auto",
+                  direction: bool = False):
+        """(loss (n,), d loss / d x, margin (n,)) at x; one gradient evaluation per row.
+
+        direction=True returns, instead of d loss / d x, a positive per-row multiple of it
+        that does not underflow (the gradient of ``attack_direction_loss``), for callers
+        that use only its direction.
+        """
         rows = self._rows(idx)
         self.n_grad[rows] += 1
         with torch.enable_grad():
             xg = x.detach().requires_grad_(True)
             f = self.model(xg)
             ell = attack_loss(f, self.y[rows], loss)
-            (g,) = torch.autograd.grad(ell.sum(), xg)
+            obj = attack_direction_loss(f, self.y[rows], loss) if direction else ell
+            (g,) = torch.autograd.grad(obj.sum(), xg)
         with torch.no_grad():
             m = margin_from_output(f.detach(), self.y[rows])
         return ell.detach(), g.detach(), m
@@ -158,7 +194,7 @@ class AttackResult:
 
 
 def check_inputs(x, y):
-    """Check the batch and labels; returns (x, y, n)."""
+    """Check the batch and labels; returns (x, y) with y a tensor on x's device."""
     if not isinstance(x, torch.Tensor) or x.dim() < 2:
         raise ValueError(f"`x` must be a torch tensor of shape (n, ...), got "
                          f"{getattr(x, 'shape', type(x).__name__)}")
@@ -169,6 +205,58 @@ def check_inputs(x, y):
     if y.dim() != 1 or y.shape[0] != x.shape[0]:
         raise ValueError(f"`y` must have shape ({x.shape[0]},) to match `x`, got {tuple(y.shape)}")
     return x, y.to(x.device)
+
+
+def check_bounds(bounds) -> tuple[float, float] | None:
+    """None, or the input box (lo, hi) as two finite floats with lo < hi."""
+    if bounds is None:
+        return None
+    msg = ("`bounds` must be None or a pair (lo, hi) of finite real numbers with lo < hi, "
+           f"got {bounds!r}")
+    try:
+        lo, hi = bounds
+        lo, hi = check_real("bounds[0]", lo), check_real("bounds[1]", hi)
+    except (TypeError, ValueError):
+        raise ValueError(msg) from None
+    if not lo < hi:
+        raise ValueError(msg)
+    return lo, hi
+
+
+BOUNDS_ULPS = 8
+
+
+def check_in_bounds(x: torch.Tensor, bounds: tuple[float, float] | None) -> None:
+    """Raise unless every entry of x lies in [lo, hi].
+
+    Tolerance: ``BOUNDS_ULPS`` (8) units of x's dtype at the box scale max(|lo|, |hi|, 1),
+    so inputs that only rounding put outside (e.g. a normalisation in float32) pass; an
+    attack clips relative to x (``Attack._clip``), so they cannot push a point outside eps.
+    """
+    if bounds is None or x.numel() == 0:
+        return
+    lo, hi = bounds
+    tol = BOUNDS_ULPS * torch.finfo(x.dtype).eps * max(abs(lo), abs(hi), 1.0)
+    xmin, xmax = float(x.min()), float(x.max())
+    if xmin < lo - tol or xmax > hi + tol:
+        raise ValueError(f"`x` must lie inside `bounds` [{lo:g}, {hi:g}] (up to {tol:.1e} of "
+                         f"round-off), got values in [{xmin:g}, {xmax:g}]")
+
+
+def clip_to_box(z: torch.Tensor, bounds: tuple[float, float] | None,
+                x0: torch.Tensor | None = None) -> torch.Tensor:
+    """z clipped to ``bounds`` (None: unchanged); with x0, to the box widened to contain x0.
+
+    The widening only matters for inputs within round-off outside the box (see
+    ``check_in_bounds``): clipping then never moves a coordinate farther from x0, so a
+    perturbation already projected onto the eps-ball around x0 stays inside it.
+    """
+    if bounds is None:
+        return z
+    lo, hi = bounds
+    if x0 is None:
+        return z.clamp(lo, hi)
+    return torch.minimum(torch.maximum(z, x0.clamp(max=lo)), x0.clamp(min=hi))
 
 
 def check_eps(eps, n: int, x: torch.Tensor) -> torch.Tensor:
@@ -206,7 +294,7 @@ class Attack:
 
     Parameters (keyword-only): ``norm`` 'l2' or 'linf' (or a ``Norm``);
     ``seed`` (int >= 0) seeds every random draw; ``bounds`` optional (lo, hi)
-    box for valid inputs (e.g. (0, 1) for images).
+    box for valid inputs (e.g. (0, 1) for images); the clean inputs must lie in it.
     """
 
     name = "attack"
@@ -220,21 +308,16 @@ class Attack:
             raise ValueError(f"`norm` must be one of {self.norms} for {type(self).__name__}, "
                              f"got {self.norm.name!r}")
         self.seed = check_int("seed", seed, 0)
-        if bounds is not None:
-            lo, hi = bounds
-            check_real("bounds[0]", lo)
-            check_real("bounds[1]", hi)
-            if not lo < hi:
-                raise ValueError(f"`bounds` must satisfy lo < hi, got {bounds}")
-        self.bounds = bounds
+        self.bounds = check_bounds(bounds)
 
-    def _clip(self, x: torch.Tensor) -> torch.Tensor:
-        return x if self.bounds is None else x.clamp(self.bounds[0], self.bounds[1])
+    def _clip(self, z: torch.Tensor, x0: torch.Tensor | None = None) -> torch.Tensor:
+        return clip_to_box(z, self.bounds, x0)
 
     @final
     def __call__(self, model, x: torch.Tensor, y, eps=None) -> AttackResult:
         """Attack ``model`` at the batch ``x`` with labels ``y`` and budget ``eps``."""
         x, y = check_inputs(x, y)
+        check_in_bounds(x, self.bounds)
         n = x.shape[0]
         if eps is None:
             if not self.minimum_norm:
@@ -258,7 +341,7 @@ class Attack:
             d = x_adv - x
             if e is not None:
                 d = self.norm.project(d, e)
-            x_adv = self._clip(x + d)
+            x_adv = self._clip(x + d, x)
             m = ctx.margin(x_adv)
             success = m < 0
             # a failed attack reports the clean point, so distances mean something

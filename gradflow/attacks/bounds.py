@@ -26,7 +26,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .._validate import check_int
 from ..torch_model import TwoLayerNet
+from .base import check_inputs, check_labels
 
 # global bounds of phi' for activations whose derivative is not monotone (computed on a
 # fine grid, rounded outwards)
@@ -138,18 +140,22 @@ def lipschitz_lower_bound(net, x: torch.Tensor, y: torch.Tensor,
                           r_max: torch.Tensor | None = None, iters: int = 30) -> torch.Tensor:
     """Certified l2 radius per sample: no d with ||d|| < r changes the predicted class.
 
-    Returns 0 where x is misclassified (m(x) <= 0). ``r_max`` (n,) caps the search
-    (e.g. an attack's upper bound; default 10 ||x|| + 1).
+    Returns 0 where x is misclassified (m(x) <= 0). ``r_max`` (scalar or (n,), finite,
+    >= 0) caps the search (e.g. an attack's upper bound; default 10 ||x|| + 1); ``iters``
+    (int >= 1) bisection steps. Labels: +-1 for scores, integers in [0, C) for logits.
     """
     net = as_two_layer(net)
     if net is None:
         raise ValueError("`model` must be a TwoLayerNet without input normalisation or an ideal "
                          "classifier F / F_p for the Lipschitz certificate")
+    iters = check_int("iters", iters, 1)
+    x, y = check_inputs(x, y)
     x = x.reshape(x.shape[0], -1).to(net.W.dtype)
     n = x.shape[0]
     cert = _TwoLayerCert(net)
     a = cert.preact(x)
     f = net(x)
+    y = check_labels(f, y)
     if f.dim() == 1:
         margins = [(y.to(f.dtype) * f, y.to(f.dtype)[:, None] * cert.V[None, :])]
     else:
@@ -162,7 +168,15 @@ def lipschitz_lower_bound(net, x: torch.Tensor, y: torch.Tensor,
             margins.append((mc, Vy - cert.V[:, c][None, :]))
     if r_max is None:
         r_max = 10 * x.norm(dim=1) + 1
-    r_max = torch.as_tensor(r_max, dtype=x.dtype, device=x.device).clone()
+    r_max = torch.as_tensor(r_max, dtype=x.dtype, device=x.device)
+    if r_max.dim() == 0:
+        r_max = r_max.expand(n)
+    if r_max.shape != (n,):
+        raise ValueError(f"`r_max` must be a scalar or have shape ({n},), got "
+                         f"{tuple(r_max.shape)}")
+    if not torch.all(torch.isfinite(r_max) & (r_max >= 0)):
+        raise ValueError("`r_max` must be finite and >= 0")
+    r_max = r_max.clone()
     best = torch.full((n,), float("inf"), dtype=x.dtype, device=x.device)
     for m, v in margins:
         finite = torch.isfinite(m)

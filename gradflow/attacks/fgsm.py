@@ -21,5 +21,6 @@ class FGSM(Attack):
         self.loss = check_choice("loss", loss, ATTACK_LOSSES)
 
     def _run(self, ctx: AttackContext, x, y, eps):
-        _, g, _ = ctx.loss_grad(x, loss=self.loss)
+        # only the direction is used: take it from a gradient that cannot underflow
+        _, g, _ = ctx.loss_grad(x, loss=self.loss, direction=True)
         return x + expand_like(eps, x) * self.norm.steepest(g)

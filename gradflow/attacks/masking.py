@@ -139,13 +139,15 @@ def check_gradient_masking(model, x: torch.Tensor, y, gradient_radius=None, *, s
                            warn: bool = True) -> MaskingReport:
     """Run a gradient-free l2 attack on up to ``subset`` correctly classified points.
 
-    ``gradient_radius`` (n,): distances found by the gradient attacks (inf where they
-    failed); default: a purely gradient-based ``MinNormL2`` (no anchors). A
-    ``GradientMaskingWarning`` is issued when any checked point is flagged.
+    ``gradient_radius`` (n,): distances in [0, inf] found by the gradient attacks (inf
+    where they failed, 0 for misclassified points); default: a purely gradient-based
+    ``MinNormL2`` (no anchors). A ``GradientMaskingWarning`` is issued when any checked
+    point is flagged. ``seed`` (int >= 0) picks the subset and seeds the default attacks.
     """
     x, y = check_inputs(x, y)
-    check_int("subset", subset, 1)
+    subset = check_int("subset", subset, 1)
     rtol = check_real("rtol", rtol, 0.0, 1.0)
+    seed = check_int("seed", seed, 0)
     n = x.shape[0]
     if gradient_radius is None:
         res = MinNormL2(anchor_starts=0, seed=seed)(model, x, y)
@@ -155,6 +157,10 @@ def check_gradient_masking(model, x: torch.Tensor, y, gradient_radius=None, *, s
         gr = torch.as_tensor(gradient_radius, dtype=x.dtype, device=x.device)
         if gr.shape != (n,):
             raise ValueError(f"`gradient_radius` must have shape ({n},), got {tuple(gr.shape)}")
+        # inf is allowed (the gradient attacks failed there); NaN or < 0 is no distance
+        if torch.any(torch.isnan(gr) | (gr < 0)):
+            raise ValueError("`gradient_radius` must hold distances in [0, inf] (inf where the "
+                             "gradient attacks failed), got NaN or negative values")
         correct = gr > 0
     cand = torch.nonzero(correct).flatten().cpu().numpy()
     rng = np.random.default_rng(seed)

@@ -35,13 +35,14 @@ import torch
 
 from .._validate import check_int, check_real
 from .base import Attack, AttackContext, expand_like
+from .norms import unit_rows
 
 METHODS = ("deepfool", "anchor")
 
 
 def _unit(d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    n = torch.linalg.vector_norm(d.reshape(d.shape[0], -1), dim=1)
-    return d / expand_like(n.clamp_min(1e-300), d), n
+    """(d / ||d||, ||d||) per row; zero rows give a zero direction (see ``unit_rows``)."""
+    return unit_rows(d), torch.linalg.vector_norm(d.reshape(d.shape[0], -1), dim=1)
 
 
 def ray_root(ctx: AttackContext, x, u, t_lo, m_lo, t_hi, m_hi, idx, iters: int = 12,
@@ -109,8 +110,11 @@ class MinNormL2(Attack):
                              "use PGD with bounds instead")
         self.search_steps = check_int("search_steps", search_steps, 0)
         self.overshoot = check_real("overshoot", overshoot, 0.0, 1.0)
-        if anchors is not None and not isinstance(anchors, torch.Tensor):
-            raise ValueError("`anchors` must be a torch tensor of shape (N, ...) or None")
+        if anchors is not None and not (isinstance(anchors, torch.Tensor) and anchors.dim() >= 2
+                                        and torch.is_floating_point(anchors)):
+            raise ValueError("`anchors` must be None or a floating-point torch tensor of shape "
+                             f"(N, ...) like the inputs, got "
+                             f"{getattr(anchors, 'shape', type(anchors).__name__)}")
         self.anchors = anchors
         self.anchor_starts = check_int("anchor_starts", anchor_starts, 0)
         self.refine_steps = check_int("refine_steps", refine_steps, 0)
@@ -147,6 +151,9 @@ class MinNormL2(Attack):
         if self.anchor_starts == 0:
             return best_u, best_t
         A = x if self.anchors is None else self.anchors.to(device=x.device, dtype=x.dtype)
+        if A.shape[1:] != x.shape[1:]:
+            raise ValueError(f"`anchors` must have shape (N, {', '.join(map(str, x.shape[1:]))}) "
+                             f"to match the inputs `x`, got {tuple(A.shape)}")
         with torch.no_grad():
             fA = ctx.model(A)
         if fA.dim() == 1:
@@ -262,12 +269,16 @@ class MinNormL2(Attack):
         r_safe = torch.where(ok, best_r, torch.zeros_like(best_r))
         x_adv = x + expand_like(r_safe, x) * best_u
         # final verification on the whole batch; nudge outwards rows that a different
-        # batch composition evaluates to a tie (round-off in the last bits)
-        for _ in range(5):
+        # batch composition evaluates to a tie (round-off in the last bits). The factor
+        # must scale with the dtype (1 + 1e-9 rounds to 1 in float32): 4, 16, 64, 256,
+        # 1024 ulps, at most 1364 ulps in all (1.6e-4 relative in float32, 3e-13 in
+        # float64); one or two nudges of 4-16 ulps settle all ties in practice.
+        ulp = torch.finfo(x.dtype).eps
+        for k in range(5):
             bad = ok & ~(ctx.margin(x_adv) < 0)
             if not bad.any():
                 break
-            r_safe = torch.where(bad, r_safe * (1 + 1e-9), r_safe)
+            r_safe = torch.where(bad, r_safe * (1 + 4.0 ** (k + 1) * ulp), r_safe)
             x_adv = x + expand_like(r_safe, x) * best_u
         ctx.info.update({"method": [METHODS[i] if i >= 0 else "none" for i in method.tolist()],
                            "kkt_cos": kkt})

@@ -16,11 +16,25 @@ import torch
 
 from .._validate import check_choice
 
-_TINY = 1e-30
-
 
 def _flat(d: torch.Tensor) -> torch.Tensor:
     return d.reshape(d.shape[0], -1)
+
+
+def unit_rows(d: torch.Tensor) -> torch.Tensor:
+    """Each sample of d divided by its l2 norm; rows that are exactly zero stay zero.
+
+    No absolute floor on the norm: gradients of saturated losses can be far below any
+    fixed floor (or subnormal, where ||d|| itself underflows) while their direction is
+    still exact. Dividing by the max-abs entry first brings every nonzero row to a max
+    entry of 1, so its norm lies in [1, sqrt(dim)] and neither underflows nor overflows.
+    """
+    f = _flat(d)
+    big = f.abs().amax(dim=1, keepdim=True)
+    live = big > 0
+    f = f / torch.where(live, big, torch.ones_like(big))
+    nrm = torch.linalg.vector_norm(f, dim=1, keepdim=True)
+    return (f / torch.where(live, nrm, torch.ones_like(nrm))).reshape(d.shape)
 
 
 def _per_sample(eps, d: torch.Tensor) -> torch.Tensor:
@@ -64,13 +78,14 @@ class L2(Norm):
         return torch.linalg.vector_norm(_flat(d), dim=1)
 
     def steepest(self, g):
-        n = self.of(g).clamp_min(_TINY)
-        return g / _per_sample(n, g)
+        return unit_rows(g)
 
     def project(self, d, eps):
-        n = self.of(d).clamp_min(_TINY)
+        n = self.of(d)
         e = torch.as_tensor(eps, dtype=d.dtype, device=d.device)
-        scale = torch.clamp(e / n, max=1.0)
+        # only rows outside the ball are scaled (n > e >= 0 also keeps the divisor nonzero)
+        scale = torch.where(n > e, e / torch.where(n > e, n, torch.ones_like(n)),
+                            torch.ones_like(n))
         return d * _per_sample(scale, d)
 
     def random_in_ball(self, shape, eps, generator, dtype, device):

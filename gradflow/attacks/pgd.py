@@ -99,7 +99,8 @@ class PGD(Attack):
                 if k == self.steps:  # last iterate: only check it
                     m = ctx.margin(xk, idx)
                 else:
-                    _, g, m = ctx.loss_grad(xk, idx, self.loss)
+                    # normalised steps need only the direction, which must not underflow
+                    _, g, m = ctx.loss_grad(xk, idx, self.loss, direction=self.normalize)
                 hit = m < 0
                 new = hit & ~found[idx]
                 best[idx[new]] = xk[new]

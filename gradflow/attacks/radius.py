@@ -53,9 +53,18 @@ class RadiusResult:
 
     @property
     def gap(self) -> torch.Tensor:
-        """Relative width (upper - lower) / upper (0 for misclassified points)."""
-        return torch.where(self.upper > 0, (self.upper - self.lower) / self.upper,
-                           torch.zeros_like(self.upper))
+        """Relative width (upper - lower) / upper per sample.
+
+        0 for misclassified points (upper = 0); inf where no attack succeeded (upper =
+        inf) and lower is finite, since the bracket is unbounded there (the formula
+        would give inf / inf = NaN); 0 where both are inf (nothing left to bracket).
+        """
+        up, lo = self.upper, self.lower
+        ok = torch.isfinite(up) & (up > 0)
+        gap = torch.where(ok, (up - lo) / torch.where(ok, up, torch.ones_like(up)),
+                          torch.zeros_like(up))
+        return torch.where(torch.isinf(up) & torch.isfinite(lo), torch.full_like(up, float("inf")),
+                           gap)
 
     def robust_accuracy(self, eps) -> np.ndarray:
         """Empirical robust accuracy at each eps: mean(upper > eps)."""
@@ -87,6 +96,10 @@ def attack_radius(model, x: torch.Tensor, y, *, attacks: list[Attack] | None = N
     x, y = check_inputs(x, y)
     if attacks is None:
         attacks = [MinNormL2(seed=seed)]
+    attacks = list(attacks)
+    if not attacks:
+        raise ValueError("`attacks` must hold at least one minimum-norm l2 attack, got an empty "
+                         "list (pass None for the default [MinNormL2(seed=seed)])")
     for a in attacks:
         if not (isinstance(a, Attack) and a.minimum_norm and a.norm.name == "l2"):
             raise ValueError(f"`attacks` must hold minimum-norm l2 attacks, got {a!r}")

@@ -26,7 +26,13 @@ from torch import nn
 
 from .._validate import check_choice, check_int, check_real
 from ..torch_model import TwoLayerNet
-from .base import ATTACK_LOSSES, attack_loss
+from .base import (
+    ATTACK_LOSSES,
+    attack_direction_loss,
+    check_bounds,
+    check_in_bounds,
+    clip_to_box,
+)
 from .norms import get_norm
 
 
@@ -49,7 +55,7 @@ class PerturbHook:
         self.loss = check_choice("loss", loss, ATTACK_LOSSES)
         self.random_start = bool(random_start)
         self.grad_model = grad_model
-        self.bounds = bounds
+        self.bounds = check_bounds(bounds)
         self.seed = check_int("seed", seed, 0)
         self._gen: dict[str, torch.Generator] = {}
 
@@ -59,8 +65,8 @@ class PerturbHook:
             self._gen[key] = torch.Generator(device=device).manual_seed(self.seed)
         return self._gen[key]
 
-    def _clip(self, x):
-        return x if self.bounds is None else x.clamp(*self.bounds)
+    def _clip(self, z, x0=None):
+        return clip_to_box(z, self.bounds, x0)
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, model: nn.Module) -> torch.Tensor:
         net = self.grad_model if self.grad_model is not None else model
@@ -68,6 +74,7 @@ class PerturbHook:
         net.eval()
         try:
             x = x.detach()
+            check_in_bounds(x, self.bounds)
             if self.random_start:
                 d = self.norm.random_in_ball(x.shape, self.eps, self._generator(x.device),
                                              x.dtype, x.device)
@@ -76,11 +83,13 @@ class PerturbHook:
             for _ in range(self.steps):
                 with torch.enable_grad():
                     xg = self._clip(x + d).requires_grad_(True)
-                    ell = attack_loss(net(xg), y, self.loss).sum()
+                    # only the direction is used; this one does not underflow on
+                    # confidently classified points (see ``attack_direction_loss``)
+                    ell = attack_direction_loss(net(xg), y, self.loss).sum()
                     (g,) = torch.autograd.grad(ell, xg)
                 step = self.step_size * self.norm.steepest(g)
                 d = self.norm.project(d + step, self.eps)
-            return self._clip(x + d).detach()
+            return self._clip(x + d, x).detach()
         finally:
             net.train(was_training)
 
