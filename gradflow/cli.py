@@ -171,11 +171,48 @@ def _print_run(kind: str, out: Path, cached: bool, key: str, summary: dict) -> N
         print(f"  {name:<22} {value:.6g}" if isinstance(value, float) else f"  {name:<22} {value}")
 
 
+#: Config sections whose ``seed`` the run-level seed sets (simulate / train).
+SEEDED_SECTIONS = ("data", "init", "train")
+
+
 def _resolve_run(kind: str, defaults: dict, presets: dict, args) -> dict:
     from .studies import Study, resolve_config
 
     spec = Study(name=kind, run=lambda *a: None, defaults=defaults, presets=presets)
-    return resolve_config(spec, args.preset, args.config, args.overrides, args.seed, args.device)
+    cfg = resolve_config(spec, args.preset, args.config, args.overrides, args.seed, args.device)
+    if kind in ("simulate", "train"):
+        _apply_run_seed(cfg, args)
+    return cfg
+
+
+def _apply_run_seed(cfg: dict, args) -> None:
+    """A given run seed (``--seed S``, or ``seed`` in the config file or --set) sets
+    data.seed, init.seed and train.seed: only those seeds drive simulate/train, so otherwise
+    --seed would change the cache key and nothing else. A section seed given explicitly
+    (``--set data.seed=3`` or ``data: {seed: 3}`` in the file) is more specific and wins."""
+    from .studies.config import apply_overrides, load_yaml
+
+    explicit = apply_overrides(load_yaml(args.config) if args.config else {}, args.overrides)
+    if args.seed is None and "seed" not in explicit:
+        return
+    for section in SEEDED_SECTIONS:
+        given = explicit.get(section)
+        if section in cfg and not (isinstance(given, dict) and "seed" in given):
+            cfg[section]["seed"] = cfg["seed"]
+
+
+def _check_output_paths(args) -> None:
+    """Fail on an output path that cannot be a folder (or file) before any computing, with
+    the option's name (the library would raise FileExistsError or NotADirectoryError late)."""
+    from .io import check_dir_path
+    from .studies.runner import check_file_path
+
+    if getattr(args, "out", None):
+        check_dir_path(args.out, "--out")
+    if getattr(args, "cache_dir", None):
+        check_dir_path(args.cache_dir, "--cache-dir")
+    if getattr(args, "results_md", None) and not args.no_results_md:
+        check_file_path(args.results_md, "--results-md")
 
 
 def _out(args, kind: str, key: str) -> Path:
@@ -334,6 +371,9 @@ def cmd_plot(args, argv) -> int:
         summary = load_json(d / "summary.json")
     except ValueError as err:
         raise UserError(f"cannot read `{d / 'summary.json'}`: {err}") from None
+    if not isinstance(summary, dict):
+        raise UserError(f"`{d / 'summary.json'}` must hold a JSON object (a run summary), "
+                        f"got a {type(summary).__name__}")
     if "study" in summary:
         figures = replot(d)
     elif summary.get("kind") == "simulate":
@@ -394,10 +434,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
         if args.command is None:
             raise UserError("a command is required; run `gradflow --help` to list them")
+        _check_output_paths(args)
         return args.func(args, argv)
     except SystemExit as exc:  # --help and --version exit through argparse
         return exc.code if isinstance(exc.code, int) else 0
-    except (UserError, StudyUnavailable, ValueError, FileNotFoundError) as err:
+    # OS errors about a path the user chose (a file where a folder must be, no permission)
+    # are user errors too; other OS errors (disk full, I/O) keep their traceback.
+    except (UserError, StudyUnavailable, ValueError, FileNotFoundError, FileExistsError,
+            NotADirectoryError, IsADirectoryError, PermissionError) as err:
         if show_tb:
             raise
         message = " ".join(str(err).split()) or type(err).__name__

@@ -16,12 +16,45 @@ from typing import Any
 import numpy as np
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it where the OS allows (os.umask is a
+    set-and-restore that would briefly affect files created by other threads)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def check_dir_path(path: str | os.PathLike, name: str) -> Path:
+    """Check that ``path`` is, or can be created as, a folder; ValueError naming ``name``.
+
+    Called before long computations so that a bad output path fails at once, not after
+    the results exist.
+    """
+    path = Path(path)
+    for p in (path, *path.parents):
+        if p.exists():
+            if not p.is_dir():
+                why = "is a file" if p == path else f"cannot be created: `{p}` is a file"
+                raise ValueError(f"`{name}` must be a folder, but `{path}` {why}")
+            break
+    return path
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
+            if hasattr(os, "fchmod"):  # mkstemp gives 0600: use open()'s mode, so shared
+                os.fchmod(fh.fileno(), 0o666 & ~current_umask())  # caches stay readable
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import csv
+import importlib
 import os
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -20,6 +22,31 @@ ROOT = Path(__file__).resolve().parents[1]
 def _rows(path):
     with open(path) as fh:
         return list(csv.DictReader(fh))
+
+
+def _csv(path):
+    with open(path) as fh:
+        reader = csv.DictReader(fh)
+        return reader.fieldnames, list(reader)
+
+
+TASKS = textwrap.dedent('''
+    import os
+
+    def collide(cfg):
+        """Metrics named like the engine's own columns; the first cell (x=0) fails."""
+        if cfg["x"] == 0:
+            raise RuntimeError("first cell fails")
+        return {"v": cfg["x"], "error": 0.5, "wall_s": 99.0, "cell": "c", "status": "s",
+                "x": -1}
+
+    def crash(cfg):
+        """Kills its worker process on x=1, like a segfault or the OOM killer."""
+        if cfg["x"] == 1:
+            os._exit(1)
+        return {"v": cfg["x"]}
+''')
+EDITABLE = "def run(cfg):\n    return {{'v': cfg['x'] + {offset}}}\n"
 
 
 def test_grid_expansion_product_and_zip(tmp_path):
@@ -76,14 +103,36 @@ def test_gd_task_matches_theory():
 
 
 @pytest.fixture(scope="module")
-def client():
-    """One real LocalCluster (2 processes, 1 thread each) shared by the in-process tests."""
+def task_dir(tmp_path_factory):
+    """A folder of task modules importable here and on the workers (via PYTHONPATH)."""
+    d = tmp_path_factory.mktemp("tasks")
+    (d / "gf_fix_tasks.py").write_text(TASKS)
+    (d / "gf_fix_edit.py").write_text(EDITABLE.format(offset=0))
+    old_path, old_env = list(sys.path), os.environ.get("PYTHONPATH")
+    sys.path.insert(0, str(d))
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(d), old_env]))
+    importlib.invalidate_caches()
+    yield d
+    sys.path[:] = old_path
+    if old_env is None:
+        os.environ.pop("PYTHONPATH", None)
+    else:
+        os.environ["PYTHONPATH"] = old_env
+
+
+@pytest.fixture(scope="module")
+def client(task_dir):
+    """One real LocalCluster (2 processes, 1 thread each) shared by the in-process tests. Its
+    scheduler gives up on a cell after the first worker the cell kills (the default retries
+    it on 3 more workers, which only makes the crash test slow)."""
     import logging
 
+    import dask
     from distributed import Client, LocalCluster
 
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                           dashboard_address=None, silence_logs=logging.ERROR)
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                               dashboard_address=None, silence_logs=logging.CRITICAL)
     c = Client(cluster)
     yield c
     c.close()
@@ -165,3 +214,43 @@ def test_gd_task_equals_torch_backend_full_batch_gd():
     for key in ("final_loss", "max_invariant_drift", "top_cos_class", "top_cos_centre"):
         assert b[key] == pytest.approx(a[key], rel=1e-9, abs=1e-15), key
     assert b["status"] == "success"
+
+
+def test_reserved_metric_names_are_prefixed_and_columns_fixed(tmp_path, client):
+    """Metrics named cell/status/wall_s/error (or like a config key) keep their values under
+    metric.<name>; the column order does not depend on which cell failed (here the first)."""
+    spec = SweepSpec.from_dict({"task": "gf_fix_tasks:collide", "grid": {"x": [0, 1, 2]}})
+    res = run_sweep(spec, out=tmp_path / "o", cache_dir=tmp_path / "c", client=client)
+    header, rows = _csv(res.csv)
+    assert header == ["cell", "status", "x", "v", "metric.error", "metric.wall_s",
+                      "metric.cell", "metric.status", "metric.x", "wall_s", "error"]
+    assert [r["status"] for r in rows] == ["error", "ok", "ok"]
+    assert "first cell fails" in rows[0]["error"] and rows[1]["error"] == ""
+    assert rows[1]["metric.error"] == "0.5" and rows[1]["metric.wall_s"] == "99.0"
+    assert rows[1]["x"] == "1" and rows[1]["metric.x"] == "-1"
+    assert float(rows[1]["wall_s"]) < 99.0
+
+
+def test_editing_a_custom_task_recomputes_its_cells(tmp_path, task_dir, client):
+    grid = {"task": "gf_fix_edit:run", "grid": {"x": [1, 2]}}
+    kw = {"out": tmp_path / "o", "cache_dir": tmp_path / "c", "client": client}
+    res = run_sweep(SweepSpec.from_dict(grid), **kw)
+    assert [r["v"] for r in _csv(res.csv)[1]] == ["1", "2"]
+    assert run_sweep(SweepSpec.from_dict(grid), **kw).n_cached == 2
+    # a different length as well as content: the .pyc check is on (mtime, size)
+    (task_dir / "gf_fix_edit.py").write_text(EDITABLE.format(offset=100))
+    assert get_task("gf_fix_edit:run").fn({"x": 1}) == {"v": 101}  # reloaded here too
+    res = run_sweep(SweepSpec.from_dict(grid), **kw)
+    assert (res.n_cached, res.n_run) == (0, 2)
+    # the workers (which had imported the old module) ran the new code too
+    assert [r["v"] for r in _csv(res.csv)[1]] == ["101", "102"]
+
+
+# Last: it kills a worker of the shared cluster (its nanny restarts it).
+def test_a_cell_that_kills_its_worker_is_an_error_row(tmp_path, client):
+    spec = SweepSpec.from_dict({"task": "gf_fix_tasks:crash", "grid": {"x": [0, 1, 2]}})
+    res = run_sweep(spec, out=tmp_path / "o", cache_dir=tmp_path / "c", client=client)
+    _, rows = _csv(res.csv)
+    assert [r["status"] for r in rows] == ["ok", "error", "ok"]
+    assert "KilledWorker" in rows[1]["error"] and "worker process died" in rows[1]["error"]
+    assert res.n_failed == 1 and res.failures[0]["status"] == "error"

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import config_hash
-from ..io import atomic_write_bytes, load_json, save_json
+from ..io import atomic_write_bytes, current_umask, load_json, save_json
 
 DEFAULT_CACHE_DIR = ".gradflow_cache"
 COMPLETE = "COMPLETE"
@@ -62,6 +62,8 @@ class RunCache:
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{key}.", suffix=".staging"))
         try:
+            # mkdtemp gives 0700; the entry should get mkdir's mode so a shared cache is readable
+            os.chmod(tmp, 0o777 & ~current_umask())
             yield tmp
             atomic_write_bytes(tmp / COMPLETE, b"")
             if final.exists():  # a concurrent identical run finished first: keep one copy

@@ -156,9 +156,24 @@ def check_against(schema: Mapping[str, Any], cfg: Mapping[str, Any], prefix: str
     return out
 
 
+def check_str_keys(name: str, value: Any) -> Any:
+    """Every mapping key inside ``value`` must be a string: configs are hashed as JSON with
+    sorted keys, and YAML's ``{1: 2}`` would break that (or collide with ``{'1': 2}``)."""
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise ValueError(f"`{name}` keys must be strings, got the key {k!r} "
+                                 f"(quote it: '{k}')")
+            check_str_keys(f"{name}.{k}", v)
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            check_str_keys(f"{name}[{i}]", v)
+    return value
+
+
 def _check_value(name: str, default: Any, value: Any) -> Any:
     if default is FREE:
-        return copy.deepcopy(value)
+        return copy.deepcopy(check_str_keys(name, value))
     if isinstance(value, Mapping) and not isinstance(default, Mapping):
         # typically --set name.key=... on a plain value, e.g. solver.rtol for options.rtol
         raise ValueError(f"`{name}` is a single value (default {default!r}), not a section "
@@ -167,7 +182,7 @@ def _check_value(name: str, default: Any, value: Any) -> Any:
         if not default:  # an empty mapping default is a free-form section
             if not isinstance(value, Mapping):
                 raise ValueError(f"`{name}` must be a mapping, got {value!r}")
-            return copy.deepcopy(dict(value))
+            return copy.deepcopy(dict(check_str_keys(name, value)))
         return check_against(default, value, prefix=f"{name}.")
     if isinstance(default, bool):
         if not isinstance(value, bool):

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ..io import atomic_write_text, load_json, load_npz, save_json, save_npz
+from ..io import atomic_write_text, check_dir_path, load_json, load_npz, save_json, save_npz
 from .cache import RunCache, publish, run_key
 from .config import (
     apply_overrides,
@@ -142,19 +142,38 @@ def run_study(name: str, preset: str | None = "quick", *, config_file: str | Pat
     command = command or default_command(name, cfg, config_file, overrides)
     key = run_key(cfg, "study", name, code=study.fingerprint)
     cache = RunCache(cache_dir)
+    out_dir = Path(out) if out is not None else Path("runs") / f"{name}-{cfg['preset']}"
+    md = default_results_md() if results_md is True else (results_md or None)
+    # Bad output paths fail now, not after a long computation.
+    check_dir_path(cache.root, "cache_dir")
+    check_dir_path(out_dir, "out")
+    if md is not None:
+        check_file_path(md, "results_md")
     entry = cache.entry("study", name, key)
     cached = cache.is_complete(entry) and not force
     if not cached:
         with cache.staging("study", name, key) as tmp:
             _execute(study, cfg, key, tmp, command, progress)
-    out_dir = Path(out) if out is not None else Path("runs") / f"{name}-{cfg['preset']}"
     publish(entry, out_dir)
     summary = load_json(out_dir / SUMMARY)
     figures = [out_dir / f for f in summary["figures"]]
-    md = default_results_md() if results_md is True else (results_md or None)
     if md is not None:
         update_results_md(md, name, cfg["preset"], render_section(summary, command, figures))
     return StudyRun(summary=summary, out_dir=out_dir, figures=figures, cached=cached, key=key)
+
+
+def check_file_path(path: str | Path, name: str) -> Path:
+    """Check that ``path`` can be written as a file (ValueError naming ``name`` otherwise)."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"`{name}` must be a file, but `{path}` is a folder")
+    for p in path.parents:
+        if p.exists():
+            if not p.is_dir():
+                raise ValueError(f"`{name}` `{path}` cannot be created: `{p}` is a file, "
+                                 "not a folder")
+            break
+    return path
 
 
 def _execute(study: Study, cfg: dict, key: str, folder: Path, command: str,
@@ -207,13 +226,25 @@ def replot(result_dir: str | Path) -> list[Path]:
         summary = load_json(result_dir / SUMMARY)
     except ValueError as err:
         raise ValueError(f"cannot read `{result_dir / SUMMARY}`: {err}") from None
-    if "study" not in summary:
-        raise ValueError(f"`{result_dir / SUMMARY}` has no `study` key")
+    if not isinstance(summary, dict) or "study" not in summary:
+        raise ValueError(f"`{result_dir / SUMMARY}` is not a study summary (no `study` key)")
     study = get_study(summary["study"])
     if study.plot is None:
         raise ValueError(f"study {study.name!r} defines no plot function")
-    arrays = load_npz(result_dir / ARRAYS) if (result_dir / ARRAYS).is_file() else {}
-    figures = _plot(study, arrays, summary, result_dir)
+    # Every study run saves arrays.npz: a missing one means a damaged folder, not "no arrays".
+    if not (result_dir / ARRAYS).is_file():
+        raise ValueError(f"`{result_dir / ARRAYS}` is missing: study {study.name!r} redraws its "
+                         "figures from its saved arrays")
+    arrays = load_npz(result_dir / ARRAYS)
+    try:
+        figures = _plot(study, arrays, summary, result_dir)
+    except KeyError as err:
+        missing = err.args[0] if err.args else None
+        if not isinstance(missing, str) or missing in arrays:
+            raise  # not a missing array: a bug in the plot function
+        raise ValueError(f"study {study.name!r} cannot redraw `{result_dir}`: its plot needs the "
+                         f"array {missing!r}, which `{result_dir / ARRAYS}` lacks (saved arrays: "
+                         f"{', '.join(sorted(arrays)) or 'none'})") from None
     summary["figures"] = figures
     save_json(result_dir / SUMMARY, summary)
     return [result_dir / f for f in figures]
@@ -230,6 +261,8 @@ def cached_run(kind: str, name: str, cfg: Mapping[str, Any],
     """
     key = run_key(cfg, kind, name)
     cache = RunCache(cache_dir)
+    check_dir_path(cache.root, "cache_dir")  # before computing: a bad path fails at once
+    check_dir_path(out, "out")
     entry = cache.entry(kind, name, key)
     cached = cache.is_complete(entry) and not force
     if not cached:

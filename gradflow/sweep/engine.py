@@ -1,12 +1,12 @@
 """Running a sweep on Dask distributed, cell by cell, resumably.
 
-Every cell is keyed by ``config_hash(cell config, task, gradflow version and source)``. A
-cell whose record is in the cache is skipped; every other cell is submitted to
-the cluster, and its record is written atomically (by the worker, and again by
-the client if the worker's disk is not shared) the moment it finishes. So a
-sweep killed at any point (``kill -9`` included) loses only the cells that were
-running, and a rerun computes exactly the missing cells. Failed cells are not
-cached: a rerun retries them.
+Every cell is keyed by ``config_hash(cell config, task, gradflow version and source)``
+plus the task function's source (``Task.code``). A cell whose record is in the
+cache is skipped; every other cell is submitted to the cluster, and its record is
+written atomically (by the worker, and again by the client if the worker's disk
+is not shared) the moment it finishes. So a sweep killed at any point (``kill -9``
+included) loses only the cells that were running, and a rerun computes exactly
+the missing cells. Failed cells are not cached: a rerun retries them.
 """
 from __future__ import annotations
 
@@ -24,13 +24,15 @@ from pathlib import Path
 from typing import Any
 
 from ..config import config_hash
-from ..io import atomic_write_text, save_json
+from ..io import atomic_write_text, check_dir_path, save_json
 from ..studies.cache import CellCache
 from ..studies.config import dump_yaml
 from .grid import SweepSpec
 from .tasks import check_metrics, get_task
 
 _SCHEDULER_RE = re.compile(r"^(tcp|tls|ucx|ws|wss|inproc)://\S+$")
+#: results.csv columns written by the engine; a metric of the same name is renamed metric.<name>
+RESERVED_COLUMNS = ("cell", "status", "wall_s", "error")
 
 
 @dataclass
@@ -50,9 +52,13 @@ class SweepResult:
         return len(self.failures)
 
 
-def cell_key(task: str, cfg: Mapping[str, Any]) -> str:
-    """Cache key of one cell: hash of its full config, the task and the gradflow version and source."""
-    return config_hash(dict(cfg), extra={"kind": "cell", "task": task})
+def cell_key(task: str, cfg: Mapping[str, Any], code: str = "") -> str:
+    """Cache key of one cell: hash of its full config, the task, the gradflow version and
+    source, and ``code`` (the fingerprint of the task function's source, ``Task.code``)."""
+    extra = {"kind": "cell", "task": task}
+    if code:
+        extra["code"] = code
+    return config_hash(dict(cfg), extra=extra)
 
 
 def run_cell(task_ref: str, cfg: dict[str, Any], key: str, record_path: str | None) -> dict:
@@ -121,36 +127,54 @@ def run_sweep(spec: SweepSpec, *, out: str | Path | None = None,
                                 or workers < 1):
         raise ValueError(f"`workers` must be an integer >= 1, got {workers!r}")
     task = get_task(spec.task)
+    out_dir = Path(out) if out is not None else Path("runs") / f"sweep-{spec.name}"
+    check_dir_path(out_dir, "out")  # fail before the cluster starts, not after the cells ran
     cache = CellCache(cache_dir)
+    check_dir_path(cache.root, "cache_dir")
     cells = []
     for i, (values, raw) in enumerate(spec.cells()):
         try:
             cfg = task.prepare(raw)
         except ValueError as err:
             raise ValueError(f"grid cell {i} ({_describe(values)}): {err}") from None
-        cells.append((values, cfg, cell_key(task.name, cfg)))
+        cells.append((values, cfg, cell_key(task.name, cfg, task.code)))
     unique = {key: cfg for _, cfg, key in cells}
     todo = {k: c for k, c in unique.items() if force or cache.get(task.name, k) is None}
-    out_dir = Path(out) if out is not None else Path("runs") / f"sweep-{spec.name}"
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / "effective_grid.yaml", dump_yaml(spec.to_dict()))
     failures: dict[str, dict] = {}
     if todo:
         failures = _compute(task.name, todo, cache, client, scheduler, workers, progress)
-    rows = []
+    rows, config_cols, metric_cols = [], [], []
     for _values, cfg, key in cells:
         rec = failures.get(key) or cache.get(task.name, key) or {"status": "missing"}
-        row = {"cell": key, "status": rec["status"], **_flatten(cfg)}
-        row.update({(f"metric.{m}" if m in row else m): v
-                    for m, v in rec.get("metrics", {}).items()})
-        row["wall_s"] = rec.get("wall_s")
-        row["error"] = rec.get("error", "")
-        rows.append(row)
+        flat = _flatten(cfg)
+        metrics = _metric_columns(rec.get("metrics", {}), flat)
+        config_cols += [c for c in flat if c not in config_cols]
+        metric_cols += [c for c in metrics if c not in metric_cols]
+        rows.append({"cell": key, "status": rec["status"], **flat, **metrics,
+                     "wall_s": rec.get("wall_s"), "error": rec.get("error", "")})
+    # Fixed column order (not the first row's), so it does not depend on which cells failed.
+    columns = ["cell", "status", *config_cols, *metric_cols, "wall_s", "error"]
     csv_path = out_dir / "results.csv"
-    atomic_write_text(csv_path, _to_csv(rows))
+    atomic_write_text(csv_path, _to_csv(rows, columns))
     return SweepResult(csv=csv_path, out_dir=out_dir, n_cells=len(unique),
                        n_cached=len(unique) - len(todo), n_run=len(todo),
                        failures=list(failures.values()), rows=rows)
+
+
+def _metric_columns(metrics: Mapping[str, Any], config_cols: Mapping[str, Any]
+                    ) -> dict[str, Any]:
+    """Metrics keyed by CSV column: a name taken by the engine's columns or the config is
+    prefixed ``metric.`` (repeatedly, if that is taken too), so no value is overwritten."""
+    out: dict[str, Any] = {}
+    for m, v in metrics.items():
+        col = m
+        while col in RESERVED_COLUMNS or col in config_cols or col in out or (
+                col != m and col in metrics):
+            col = f"metric.{col}"
+        out[col] = v
+    return out
 
 
 def _compute(task_name: str, todo: dict[str, dict], cache: CellCache, client, scheduler,
@@ -162,13 +186,21 @@ def _compute(task_name: str, todo: dict[str, dict], cache: CellCache, client, sc
                                                                                    workers)
     failures = {}
     try:
-        futures = [own_client.submit(run_cell, task_name, cfg, key,
+        futures = {own_client.submit(run_cell, task_name, cfg, key,
                                      str(cache.path(task_name, key)), key=f"cell-{key}",
-                                     pure=False)
-                   for key, cfg in todo.items()]
+                                     pure=False): key
+                   for key, cfg in todo.items()}
         with tqdm(total=len(futures), desc="cells", disable=not progress, unit="cell") as bar:
             for fut in as_completed(futures):
-                rec = fut.result()
+                key = futures[fut]
+                try:
+                    rec = fut.result()
+                except Exception as err:  # noqa: BLE001 - e.g. KilledWorker: the cell crashed
+                    # its worker (segfault, OOM, os._exit); the other cells still count
+                    hint = ("the worker process died running this cell (a crash, out of "
+                            "memory or an exit); " if type(err).__name__ == "KilledWorker" else "")
+                    rec = {"key": key, "status": "error", "config": todo[key], "metrics": {},
+                           "error": f"{type(err).__name__}: {hint}{err}"}
                 if rec["status"] == "ok":
                     if cache.get(task_name, rec["key"]) is None:
                         cache.put(task_name, rec["key"], rec)
@@ -187,10 +219,7 @@ def _describe(values: Mapping[str, Any]) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in values.items())
 
 
-def _to_csv(rows: list[dict[str, Any]]) -> str:
-    columns: list[str] = []
-    for r in rows:
-        columns += [c for c in r if c not in columns]
+def _to_csv(rows: list[dict[str, Any]], columns: list[str]) -> str:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     writer.writeheader()

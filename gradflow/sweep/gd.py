@@ -161,5 +161,8 @@ def train_cell(cfg: dict[str, Any]) -> dict[str, Any]:
                          centres=problem.train.centres, dtype=tcfg.dtype, device=tcfg.device)
     res = train(net, problem.train, tcfg, test_data=problem.test)
     final = from_torch(res.model)
-    final = TwoLayerParams(np.asarray(final.W, float), np.asarray(final.v, float))
+    # keep b and center: dropping them would score a different model than the one trained
+    final = TwoLayerParams(np.asarray(final.W, float), np.asarray(final.v, float),
+                           None if final.b is None else np.asarray(final.b, float),
+                           None if final.center is None else np.asarray(final.center, float))
     return summarise(problem, final, status=res.status, epochs=res.epochs_done)

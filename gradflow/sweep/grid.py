@@ -29,28 +29,37 @@ from ..studies.config import apply_overrides, deep_merge, load_yaml, set_dotted
 TOP_KEYS = ("task", "name", "base", "grid", "zip")
 
 
-def _flatten_axes(section: str, node: Any, prefix: str = "") -> dict[str, list]:
+def _flatten_axes(section: str, node: Any, prefix: str = "",
+                  axes: dict[str, list] | None = None) -> dict[str, list]:
     if not isinstance(node, Mapping):
         raise ValueError(f"`{section}` must be a mapping of dotted keys to lists of values, "
                          f"got {node!r}")
-    axes: dict[str, list] = {}
+    axes = {} if axes is None else axes
     for k, v in node.items():
         key = f"{prefix}{k}"
         if isinstance(v, Mapping):
-            axes.update(_flatten_axes(section, v, prefix=f"{key}."))
+            _flatten_axes(section, v, prefix=f"{key}.", axes=axes)
         elif isinstance(v, (list, tuple)):
             if not v:
                 raise ValueError(f"axis `{section}.{key}` must be a non-empty list of values")
-            seen = []
-            for x in v:
-                if x in seen:
-                    raise ValueError(f"axis `{section}.{key}` repeats the value {x!r}")
-                seen.append(x)
+            if key in axes:  # e.g. `a.b: [..]` and `a: {b: [..]}`: one would silently win
+                raise ValueError(f"axis `{section}.{key}` is given twice (as a dotted key and "
+                                 "as a nested mapping); give it once")
+            if section == "grid":  # zip rows are checked as rows (SweepSpec.from_dict)
+                _no_repeats(f"axis `{section}.{key}`", "value", v)
             axes[key] = list(v)
         else:
             raise ValueError(f"axis `{section}.{key}` must be a list of values, got {v!r} "
                              f"(write [{v!r}] for a single value, or put it in `base`)")
     return axes
+
+
+def _no_repeats(what: str, item: str, values) -> None:
+    seen = []  # a list, not a set: values may be unhashable (lists, mappings)
+    for x in values:
+        if x in seen:
+            raise ValueError(f"{what} repeats the {item} {x!r} (the cell would run twice)")
+        seen.append(x)
 
 
 @dataclass(frozen=True)
@@ -86,6 +95,7 @@ class SweepSpec:
         lengths = {k: len(v) for k, v in zipped.items()}
         if len(set(lengths.values())) > 1:
             raise ValueError(f"`zip` axes must have equal lengths, got {lengths}")
+        _no_repeats("`zip`", "row", [dict(zip(zipped, row)) for row in zip(*zipped.values())])
         name = doc.get("name", name)
         if not isinstance(name, str) or not name.strip() or "/" in name:
             raise ValueError(f"`name` must be a non-empty name without '/', got {name!r}")

@@ -5,20 +5,56 @@ over them and checked, so a typo fails before any cell runs) and may declare
 ``validate(config)``, which raises ValueError for a bad cell before the
 cluster starts. Metrics are a flat mapping of names to numbers, strings or
 bools. A task can also be named "package.module:function" (no defaults check).
+
+A task's ``code`` (a hash of the source file defining its function) is part of
+every cell's cache key, so editing a task never reuses results of the old code;
+a module that changed on disk since it was imported is reloaded first (so a
+long-lived worker runs the code the key was computed from).
 """
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
+import inspect
 import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..studies.config import FREE, check_against, deep_merge
+from ..studies.config import FREE, check_against, check_str_keys, deep_merge
 
 _TASKS: dict[str, Task] = {}
+_LOADED: dict[str, str] = {}  # module name -> hash of its source file when imported
+
+
+def _file_hash(path: str | None) -> str:
+    try:
+        with open(path, "rb") as fh:
+            return hashlib.sha256(fh.read()).hexdigest()[:16]
+    except (TypeError, OSError):
+        return ""
+
+
+def source_fingerprint(fn: Callable) -> str:
+    """sha256 of the file defining ``fn`` (the whole file, so helpers it calls count too);
+    of its own source if that file cannot be read; '' if neither can be found."""
+    try:
+        code = _file_hash(inspect.getsourcefile(fn))
+        return code or hashlib.sha256(inspect.getsource(fn).encode()).hexdigest()[:16]
+    except (TypeError, OSError):  # a builtin, or code typed at a prompt
+        return ""
+
+
+def _import_current(module: str):
+    """Import ``module``; reload it if its file changed since this process imported it."""
+    mod = importlib.import_module(module)
+    now = _file_hash(getattr(mod, "__file__", None))
+    if _LOADED.setdefault(module, now) != now:
+        mod = importlib.reload(mod)
+        _LOADED[module] = now
+    return mod
 
 
 @dataclass(frozen=True)
@@ -31,10 +67,15 @@ class Task:
     description: str = ""
     validate: Callable[[dict[str, Any]], None] | None = None
 
+    @property
+    def code(self) -> str:
+        """Fingerprint of the task function's source file: part of each cell's cache key."""
+        return source_fingerprint(self.fn)
+
     def prepare(self, cell: Mapping[str, Any]) -> dict[str, Any]:
         """The full cell config: defaults <- cell, checked against the defaults."""
         if self.defaults is FREE:
-            cfg = deep_merge({}, cell)
+            cfg = deep_merge({}, check_str_keys("config", cell))
         else:
             cfg = check_against(self.defaults, deep_merge(self.defaults, cell))
         if self.validate is not None:
@@ -63,8 +104,8 @@ def get_task(ref: str) -> Task:
     if ":" in ref:
         module, _, attr = ref.partition(":")
         try:
-            fn = getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError) as err:
+            fn = getattr(_import_current(module), attr)
+        except (ImportError, AttributeError, SyntaxError) as err:
             raise ValueError(f"`task` {ref!r} cannot be imported: {err}") from None
         if not callable(fn):
             raise ValueError(f"`task` {ref!r} is not callable")
