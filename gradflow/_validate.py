@@ -13,6 +13,16 @@ from numbers import Integral, Real
 import numpy as np
 
 
+def store(obj, name: str, value):
+    """Set field ``name`` of a (frozen) dataclass to its checked value and return it.
+
+    The checks return plain int/float: storing them means a config built with p=1 or
+    K=np.int64(10) equals, hashes and serialises (JSON) like the canonical one.
+    """
+    object.__setattr__(obj, name, value)
+    return value
+
+
 def check_int(name: str, value, lo: int | None = None, hi: int | None = None) -> int:
     """Return ``value`` as int after checking it is an integer in [lo, hi]."""
     if isinstance(value, bool) or not isinstance(value, Integral):

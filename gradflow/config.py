@@ -14,7 +14,9 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from ._validate import check_choice, check_int, check_real
+import numpy as np
+
+from ._validate import check_choice, check_int, check_real, store
 
 CENTRE_MODES = ("basis", "random-orthonormal", "correlated")
 SIZE_MODES = ("random", "equal")
@@ -59,19 +61,20 @@ class DataConfig(_ConfigMixin):
     seed: int = 0
 
     def __post_init__(self):
-        check_int("K", self.K, 2)
-        check_int("K1", self.K1, 1, self.K - 1)
-        check_int("D", self.D, self.K)
-        check_real("alpha", self.alpha, 0.0)
-        check_int("n", self.n, 1)
+        store(self, "K", check_int("K", self.K, 2))
+        store(self, "K1", check_int("K1", self.K1, 1, self.K - 1))
+        store(self, "D", check_int("D", self.D, self.K))
+        store(self, "alpha", check_real("alpha", self.alpha, 0.0))
+        store(self, "n", check_int("n", self.n, 1))
         check_choice("centres", self.centres, CENTRE_MODES)
         # The Gram matrix (1-c) I + c 11^T is positive definite iff -1/(K-1) < c < 1.
         lo = -1.0 / (self.K - 1)
-        check_real("cosine", self.cosine, lo, 1.0, lo_open=True, hi_open=True)
+        store(self, "cosine",
+              check_real("cosine", self.cosine, lo, 1.0, lo_open=True, hi_open=True))
         if self.centres != "correlated" and self.cosine != 0.0:
             raise ValueError("`cosine` is only used with centres='correlated'; leave it at 0.0")
         check_choice("sizes", self.sizes, SIZE_MODES)
-        check_int("seed", self.seed, 0)
+        store(self, "seed", check_int("seed", self.seed, 0))
 
     @property
     def K2(self) -> int:
@@ -101,15 +104,17 @@ class ModelConfig(_ConfigMixin):
     def __post_init__(self):
         from .activations import available
 
-        check_int("width", self.width, 1)
+        store(self, "width", check_int("width", self.width, 1))
         check_choice("activation", self.activation, available())
-        check_real("p", self.p, 1.0)
-        check_real("beta", self.beta, 0.0, lo_open=True)
-        check_real("a", self.a, 0.0, lo_open=True)
+        store(self, "p", check_real("p", self.p, 1.0))
+        store(self, "beta", check_real("beta", self.beta, 0.0, lo_open=True))
+        store(self, "a", check_real("a", self.a, 0.0, lo_open=True))
         for name in ("normalize_input", "center_input", "bias"):
+            if isinstance(getattr(self, name), np.bool_):
+                store(self, name, bool(getattr(self, name)))
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"`{name}` must be True or False, got {getattr(self, name)!r}")
-        check_int("n_outputs", self.n_outputs, 1)
+        store(self, "n_outputs", check_int("n_outputs", self.n_outputs, 1))
 
     def activation_obj(self):
         from .activations import get_activation
@@ -133,11 +138,11 @@ class InitConfig(_ConfigMixin):
     seed: int = 0
 
     def __post_init__(self):
-        check_real("eps", self.eps, 0.0, lo_open=True)
+        store(self, "eps", check_real("eps", self.eps, 0.0, lo_open=True))
         check_choice("mode", self.mode, INIT_MODES)
-        check_real("delta", self.delta, 0.0, 1.0)
-        check_int("target", self.target, 0)
-        check_int("seed", self.seed, 0)
+        store(self, "delta", check_real("delta", self.delta, 0.0, 1.0))
+        store(self, "target", check_int("target", self.target, 0))
+        store(self, "seed", check_int("seed", self.seed, 0))
 
 
 @functools.lru_cache(maxsize=1)

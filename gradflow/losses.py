@@ -56,6 +56,7 @@ def mean_loss_and_dlogits(f: np.ndarray, y: np.ndarray, loss: str) -> tuple[floa
     cross-entropy (y integer class labels).
     """
     n = f.shape[0]
+    _check_labels(f, y, loss)
     if loss == "cross_entropy":
         yi = np.asarray(y, dtype=np.int64)
         logp = log_softmax(f, axis=1)
@@ -65,7 +66,22 @@ def mean_loss_and_dlogits(f: np.ndarray, y: np.ndarray, loss: str) -> tuple[floa
         return float(value), g / n
     z = y * f
     lz, dlz = margin_loss(z, loss)
-    return float(lz.mean()), y * dlz / n
+    # sum of lz / n, not lz.mean(): capped exponential terms near e^cap overflow when summed
+    return float(np.sum(lz / n)), y * dlz / n
+
+
+def _check_labels(f: np.ndarray, y, loss: str) -> None:
+    """Labels that fit the outputs: +-1 of f's shape, or integer classes in [0, C)."""
+    y = np.asarray(y)
+    if y.shape != (f.shape[0],):
+        raise ValueError(f"`y` must have shape ({f.shape[0]},) like the outputs, got {y.shape}")
+    if loss == "cross_entropy":
+        C = f.shape[1]
+        if not (np.all(y == np.round(y)) and np.all((y >= 0) & (y < C))):
+            raise ValueError(f"`y` must hold integer class labels in [0, {C - 1}] for "
+                             "cross_entropy")
+    elif not np.all(np.abs(y) == 1):
+        raise ValueError(f"`y` must hold labels -1 and +1 for the {loss} loss")
 
 
 def torch_loss(f: torch.Tensor, y: torch.Tensor, loss: str, reduction: str = "mean") -> torch.Tensor:
@@ -79,4 +95,5 @@ def torch_loss(f: torch.Tensor, y: torch.Tensor, loss: str, reduction: str = "me
         out = torch.nn.functional.softplus(-z)
     else:
         raise ValueError(f"`loss` must be one of {LOSSES}, got {loss!r}")
-    return out.mean() if reduction == "mean" else out
+    # (out / n).sum() rather than out.mean(): capped exponential terms overflow a plain sum
+    return (out / out.numel()).sum() if reduction == "mean" else out

@@ -27,8 +27,8 @@ FILES = {
     "test_images": ("t10k-images-idx3-ubyte", "9fb629c4189551a2d022fa330f9573f3"),
     "test_labels": ("t10k-labels-idx1-ubyte", "ec29112dd5afa0611ce80d1b7f02629c"),
 }
-# md5 sums above are of the canonical .gz files; uncompressed files are accepted unchecked
-# only when `verify=False`.
+# md5 sums above are of the canonical .gz files. Uncompressed files have no checksum here:
+# with `verify=True` they are checked for shape and label range only (``_pair``).
 
 LABEL_MAPS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "digits": lambda d: d.astype(np.int64),
@@ -89,8 +89,11 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     """Read an IDX file (gzip-compressed if it ends in .gz) into a numpy array."""
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as fh:
-        data = fh.read()
+    try:
+        with opener(path, "rb") as fh:
+            data = fh.read()
+    except (EOFError, gzip.BadGzipFile) as e:  # truncated or not gzip: name the file
+        raise ValueError(f"`path` {path} is not a readable IDX file: {e}") from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0:
         raise ValueError(f"`path` {path} is not an IDX file (bad magic number)")
     dtypes = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -102,6 +105,18 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     if arr.size != int(np.prod(shape)):
         raise ValueError(f"`path` {path}: IDX header shape {shape} does not match its data")
     return arr.reshape(shape)
+
+
+def _pair(images: Path, labels: Path, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """Images in [0, 1] and digit labels of one split, checked against each other."""
+    X = read_idx(images)
+    d = read_idx(labels).astype(np.int64)
+    if X.ndim != 3 or X.shape[1:] != (28, 28) or d.ndim != 1 or len(X) != len(d):
+        raise ValueError(f"MNIST files {images.name} / {labels.name} do not form a split: "
+                         f"images {X.shape} (expected (n, 28, 28)), labels {d.shape} (n,)")
+    if d.size and (d.min() < 0 or d.max() > 9):
+        raise ValueError(f"MNIST labels in {labels} must be digits 0..9, got {d.min()}..{d.max()}")
+    return X.astype(dtype) / 255.0, d
 
 
 def _locate(path, verify: bool) -> tuple[Path, dict[str, Path]]:
@@ -153,11 +168,9 @@ def load_mnist(
         raise ValueError(f"`labels` must be 'digits', 'parity' or a callable, got {labels!r}")
     check_real("test_fraction", test_fraction, 0.0, 1.0, lo_open=True, hi_open=True)
     folder, files = _locate(path, verify)
-    Xt = read_idx(files["test_images"]).astype(dtype) / 255.0
-    dt = read_idx(files["test_labels"]).astype(np.int64)
+    Xt, dt = _pair(files["test_images"], files["test_labels"], dtype)
     if "train_images" in files:
-        Xtr = read_idx(files["train_images"]).astype(dtype) / 255.0
-        dtr = read_idx(files["train_labels"]).astype(np.int64)
+        Xtr, dtr = _pair(files["train_images"], files["train_labels"], dtype)
         official, note = True, "official MNIST split (60k train / 10k test)"
     else:
         rng = np.random.default_rng(seed)

@@ -64,7 +64,8 @@ class TwoLayerParams:
         )
 
     def invariant(self) -> np.ndarray:
-        """Per-neuron v_j^2 - ||w_j||^2 (||v_j||^2 for vector outputs): conserved by the flow."""
+        """Per-neuron v_j^2 - ||w_j||^2 (||v_j||^2 for vector outputs): conserved by the flow
+        when sigma is 1-homogeneous in w (pReLU, ReLU); relu_p conserves p v_j^2 - ||w_j||^2."""
         return output_sq_norms(self.v) - np.sum(self.W**2, axis=1)
 
 

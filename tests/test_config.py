@@ -101,3 +101,19 @@ def test_config_hash_depends_on_library_source(monkeypatch):
     before = config_hash(a)
     monkeypatch.setattr(gc, "library_fingerprint", lambda: "edited-source")
     assert config_hash(a) != before
+
+
+def test_checked_values_are_stored_normalised():
+    # p=1 and K=np.int64(10) used to stay int / numpy in the config: equal configs then
+    # hashed differently and to_dict() could not be written as JSON.
+    import json
+
+    import numpy as np
+
+    assert config_hash(ModelConfig(p=1)) == config_hash(ModelConfig(p=1.0))
+    d = DataConfig(K=np.int64(10), alpha=np.float32(0.25))
+    assert config_hash(d) == config_hash(DataConfig(alpha=0.25))
+    assert type(d.K) is int and type(d.alpha) is float
+    json.dumps(d.to_dict())
+    m = ModelConfig(bias=np.bool_(True))
+    assert m.bias is True and m == ModelConfig(bias=True)

@@ -86,6 +86,29 @@ def test_gradients_match_autograd_and_finite_differences(p, normalize, bias, los
             assert abs(fd - getattr(grad, name)[idx]) < 1e-7 * max(1.0, abs(fd))
 
 
+def test_mean_exponential_loss_of_many_capped_samples_is_finite():
+    # Each capped term is ~e^cap; a plain sum of 9000 of them overflowed to inf.
+    from gradflow.losses import mean_loss_and_dlogits
+
+    value, g = mean_loss_and_dlogits(np.full(9000, -1000.0), np.ones(9000), "exponential")
+    assert np.isfinite(value) and np.all(np.isfinite(g))
+    f32 = torch_loss(torch.full((9000,), -100.0), torch.ones(9000), "exponential")
+    assert torch.isfinite(f32)
+
+
+def test_labels_must_fit_the_loss():
+    from gradflow.losses import mean_loss_and_dlogits
+
+    f = np.zeros(5)
+    with pytest.raises(ValueError, match="`y` must hold labels -1 and \\+1"):
+        mean_loss_and_dlogits(f, np.array([0, 1, 1, 0, 1.0]), "exponential")
+    with pytest.raises(ValueError, match=r"`y` must have shape \(5,\)"):
+        mean_loss_and_dlogits(f, np.ones(1), "logistic")
+    for bad in ([-1, 0, 1], [0, 1.7, 2]):
+        with pytest.raises(ValueError, match=r"integer class labels in \[0, 2\]"):
+            mean_loss_and_dlogits(np.zeros((3, 3)), np.array(bad, dtype=float), "cross_entropy")
+
+
 @pytest.mark.parametrize("p,eps", [(3.0, 1e-12), (6.0, 1e-7)])
 def test_float32_autograd_from_tiny_init_is_finite_and_right(p, eps):
     # sigma = relu(<w,x>)^p / ||w||^(p-1): autograd of (||w||^2)^(-q/2) needs

@@ -54,6 +54,30 @@ def test_mnist_md5_mismatch(tmp_path, mnist_dir):
         load_mnist(tmp_path)
 
 
+def _idx(path, arr: np.ndarray) -> None:
+    """Write a raw (uncompressed) IDX file of unsigned bytes."""
+    head = bytes([0, 0, 0x08, arr.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in arr.shape)
+    path.write_bytes(head + arr.astype(np.uint8).tobytes())
+
+
+def test_mnist_files_are_checked_against_each_other(tmp_path):
+    images = np.zeros((6, 28, 28), dtype=np.uint8)
+    _idx(tmp_path / "t10k-images-idx3-ubyte", images)
+    _idx(tmp_path / "t10k-labels-idx1-ubyte", np.arange(5))  # one label short
+    with pytest.raises(ValueError, match="do not form a split"):
+        load_mnist(tmp_path)
+    _idx(tmp_path / "t10k-labels-idx1-ubyte", np.array([0, 1, 2, 3, 4, 200]))
+    with pytest.raises(ValueError, match="must be digits 0..9"):
+        load_mnist(tmp_path)
+
+
+def test_truncated_gzip_names_the_file(tmp_path, mnist_dir):
+    data = (mnist_dir / "t10k-labels-idx1-ubyte.gz").read_bytes()
+    (tmp_path / "cut.gz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="cut.gz"):
+        read_idx(tmp_path / "cut.gz")
+
+
 def _reference_forward(state, x, p):
     """The reference implementation's forward pass, written out independently."""
     xc = x - state["center"]

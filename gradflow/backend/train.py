@@ -31,7 +31,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .._validate import check_choice, check_int, check_real
+from .._validate import check_choice, check_int, check_real, store
 from ..config import _ConfigMixin
 from ..data import SubclassData
 from ..io import atomic_write_bytes
@@ -92,12 +92,12 @@ class TrainConfig(_ConfigMixin):
 
     def __post_init__(self):
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        check_real("lr", self.lr, 0.0, lo_open=True)
-        check_int("epochs", self.epochs, 0)
-        check_int("batch_size", self.batch_size, 1)
+        store(self, "lr", check_real("lr", self.lr, 0.0, lo_open=True))
+        store(self, "epochs", check_int("epochs", self.epochs, 0))
+        store(self, "batch_size", check_int("batch_size", self.batch_size, 1))
         check_choice("loss", self.loss, LOSSES)
-        check_real("momentum", self.momentum, 0.0, 1.0, hi_open=True)
-        check_real("weight_decay", self.weight_decay, 0.0)
+        store(self, "momentum", check_real("momentum", self.momentum, 0.0, 1.0, hi_open=True))
+        store(self, "weight_decay", check_real("weight_decay", self.weight_decay, 0.0))
         try:
             betas = tuple(self.betas)
         except TypeError:
@@ -107,14 +107,14 @@ class TrainConfig(_ConfigMixin):
         for b in betas:
             check_real("betas", b, 0.0, 1.0, hi_open=True)
         object.__setattr__(self, "betas", tuple(float(b) for b in betas))
-        check_real("adam_eps", self.adam_eps, 0.0, lo_open=True)
+        store(self, "adam_eps", check_real("adam_eps", self.adam_eps, 0.0, lo_open=True))
         check_choice("dtype", self.dtype, tuple(DTYPES))
         check_device_spec(self.device)
-        check_int("seed", self.seed, 0)
-        check_int("n_snapshots", self.n_snapshots, 0)
-        check_int("eval_every", self.eval_every, 0)
-        check_int("rank_every", self.rank_every, 0)
-        check_int("eval_batch", self.eval_batch, 1)
+        store(self, "seed", check_int("seed", self.seed, 0))
+        store(self, "n_snapshots", check_int("n_snapshots", self.n_snapshots, 0))
+        store(self, "eval_every", check_int("eval_every", self.eval_every, 0))
+        store(self, "rank_every", check_int("rank_every", self.rank_every, 0))
+        store(self, "eval_batch", check_int("eval_batch", self.eval_batch, 1))
         if not isinstance(self.progress, bool):
             raise ValueError(f"`progress` must be True or False, got {self.progress!r}")
 

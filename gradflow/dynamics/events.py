@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._validate import check_int, check_real
+from .._validate import check_int, check_real, store
 
 
 @dataclass(frozen=True)
@@ -36,14 +36,16 @@ class Stop:
     alignment_fraction: float = 0.1
 
     def __post_init__(self):
-        check_real("t_max", self.t_max, 0.0, lo_open=True)
+        store(self, "t_max", check_real("t_max", self.t_max, 0.0, lo_open=True))
         if self.loss_target is not None:
-            check_real("loss_target", self.loss_target, 0.0, lo_open=True)
+            store(self, "loss_target",
+                  check_real("loss_target", self.loss_target, 0.0, lo_open=True))
         if self.norm_cap is not None:
-            check_real("norm_cap", self.norm_cap, 0.0, lo_open=True)
+            store(self, "norm_cap", check_real("norm_cap", self.norm_cap, 0.0, lo_open=True))
         if self.max_steps is not None:
-            check_int("max_steps", self.max_steps, 1)
-        check_real("alignment_fraction", self.alignment_fraction, 0.0, lo_open=True)
+            store(self, "max_steps", check_int("max_steps", self.max_steps, 1))
+        store(self, "alignment_fraction",
+              check_real("alignment_fraction", self.alignment_fraction, 0.0, lo_open=True))
 
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
