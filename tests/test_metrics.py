@@ -275,3 +275,14 @@ def test_gradient_descent_alignment_matches_theory():
     # basins each, a miss has probability ~3 (2/3)^30 ~ 1e-5 (and the seed is fixed).
     assert out[1.0].frac_aligned_averages == 1.0 and out[1.0].frac_aligned_centres == 0.0
     assert out[3.0].frac_aligned_centres == 1.0 and out[3.0].n_covered_centres == 6
+
+
+def test_summarize_index_and_negative_contributions_rejected():
+    W, v, _ = _placed_net()
+    traj = _traj_from(W, v)  # 2 snapshots: valid indices -2..1
+    assert summarize_alignment(traj, index=-2).time == 0.0
+    for bad in (2, -3, 1.0):
+        with pytest.raises(ValueError, match=r"`index` must be an integer in \[-2, 1\]"):
+            summarize_alignment(traj, index=bad)
+    with pytest.raises(ValueError, match="`contrib` must be >= 0"):
+        dominant_neurons(np.array([1.0, -0.5, 2.0]))

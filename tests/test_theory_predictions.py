@@ -55,7 +55,7 @@ def test_closed_forms_and_durations():
     t1 = alignment_duration(eps, potential_max(10, 6, 1))
     t3 = alignment_duration(eps, potential_max(10, 6, 3))
     assert t1 == pytest.approx(math.log(1e6) * 10 / math.sqrt(6))
-    assert t3 / t1 == pytest.approx(math.sqrt(6)) == pytest.approx(duration_ratio(6))
+    assert t3 / t1 == pytest.approx(math.sqrt(6)) == pytest.approx(duration_ratio(6, K=10))
 
 
 def test_separability_mu_bruteforce():
@@ -85,4 +85,4 @@ def test_bad_input():
     with pytest.raises(ValueError, match="`y`"):
         separability_mu(np.ones((3, 2)), np.ones(2))
     with pytest.raises(ValueError, match="`X`"):
-        alignment_time_bound(np.array([[1.0, 0.0], [-1.0, 0.0]]), np.array([1.0, 1.0]))
+        alignment_time_bound(np.array([[1.0, 0.0], [1.0, 0.0]]), np.array([1.0, -1.0]))

@@ -123,6 +123,9 @@ def dominant_neurons(contrib, mass: float = 0.99) -> np.ndarray:
     """
     mass = check_real("mass", mass, 0.0, 1.0, lo_open=True)
     r = check_array("contrib", contrib, ndim=1).astype(np.float64)
+    if np.any(r < 0):
+        raise ValueError("`contrib` must be >= 0 (contributions |v_j| ||w_j||), "
+                         f"got min {r.min():.4g}")
     total = r.sum()
     if total <= 0:
         return np.zeros(0, dtype=int)
@@ -313,6 +316,11 @@ def summarize_alignment(traj: Trajectory, centres=None, subclass_labels=None, *,
     """
     check_real("threshold", threshold, -1.0, 1.0)
     centres, labels = _geometry(traj, centres, subclass_labels)
+    n_snap = len(traj.t)
+    if isinstance(index, bool) or not isinstance(index, (int, np.integer)) \
+            or not -n_snap <= index < n_snap:
+        raise ValueError(f"`index` must be an integer in [-{n_snap}, {n_snap - 1}] "
+                         f"(the trajectory has {n_snap} snapshots), got {index!r}")
     W, v = traj.at(index)
     r = contributions(W, v)
     dom = dominant_neurons(r, mass)

@@ -10,7 +10,7 @@ Entry points (see docs/theory.md for every formula and its source):
 - exact per-sample radius at any point: ``exact_radius(x, classifier) -> RadiusResult``;
 - sup-distance to an ideal classifier: ``sup_distance(model, classifier, X)``;
 - alignment phase: ``population_potential``, ``dataset_potential`` (+ ``_grad``),
-  ``riemannian_grad``, ``potential_max``, ``alignment_duration``, ``duration_ratio``,
+  ``riemannian_grad``, ``potential_max``, ``alignment_rate``, ``alignment_duration``, ``duration_ratio``,
   ``separability_mu``, ``alignment_time_bound``.
 """
 from __future__ import annotations
@@ -26,6 +26,7 @@ from .potential import (
 )
 from .predictions import (
     alignment_duration,
+    alignment_rate,
     alignment_time_bound,
     duration_ratio,
     potential_max,
@@ -51,7 +52,7 @@ __all__ = [
     "RadiusResult", "exact_radius",
     "dataset_potential", "dataset_potential_grad", "population_potential",
     "population_potential_grad", "riemannian_grad",
-    "alignment_duration", "alignment_time_bound", "duration_ratio", "potential_max",
+    "alignment_duration", "alignment_rate", "alignment_time_bound", "duration_ratio", "potential_max",
     "potential_maximiser", "potential_min", "separability_mu",
     "RADIUS_CEILING", "derive_radius_F", "derive_radius_Fp", "derive_radius_Fp_given_m",
     "numeric_radius_at_centre", "radius_ceiling", "radius_closed_form", "radius_F", "radius_Fp",

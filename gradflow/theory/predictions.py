@@ -8,9 +8,14 @@ values on the unit sphere (own derivation, Hoelder's inequality):
 so  G* = max_u G(u) = K1^max(0, 1-p/2) / K:  sqrt(K1)/K at p = 1, 1/K for p >= 2;
 and min_u G(u) = -K2^max(0, 1-p/2) / K.
 
-Neurons grow at rate G(u*) (d log||w||/dt = G), so the alignment phase lasts
-about  T = log(1/eps) / G*  and the p = 3 over p = 1 ratio is
-    T_3 / T_1 = (K1^(1/2)/K) / (1/K) = sqrt(K1).
+Positive neurons grow at rate G* (d log||w||/dt = G at a maximiser), negative ones
+at rate |G_min| (d log||w||/dt = -G at a minimiser), and the phase ends when the
+faster group makes the output O(1), so it lasts about
+    T = log(1/eps) / max(G*, |G_min|) = log(1/eps) K / max(K1, K2)^max(0, 1-p/2)
+(``alignment_rate``) and the p = 3 over p = 1 ratio is sqrt(max(K1, K2)).
+THEORY.md section 4 writes log(1/eps)/G* and sqrt(K1): that assumes K1 >= K2
+(true in the reference setting K1 = 6, K2 = 4). Swapping the labels leaves the
+dynamics unchanged, and so does the max.
 
 Min, Mallada & Vidal (ICLR 2024), ReLU: with mu = min_{i,j} cos(y_i x_i, y_j x_j)
 > 0, alignment completes in time O(log n / sqrt(mu)). We report log(n)/sqrt(mu),
@@ -23,6 +28,7 @@ import math
 import numpy as np
 
 from .._validate import check_array, check_int, check_real
+from .classifiers import check_centres_labels
 
 
 def _check_KK1(K, K1):
@@ -44,14 +50,17 @@ def potential_min(K: int, K1: int, p: float) -> float:
     return -((K - K1) ** max(0.0, 1.0 - p / 2.0)) / K
 
 
+def alignment_rate(K: int, K1: int, p: float) -> float:
+    """Growth rate that ends the alignment phase: max(G*, |G_min|)
+    = max(K1, K - K1)^max(0, 1 - p/2) / K (the faster of the two neuron groups)."""
+    return max(potential_max(K, K1, p), -potential_min(K, K1, p))
+
+
 def potential_maximiser(centres, labels, p: float) -> np.ndarray:
     """A maximiser of G for orthonormal centres: mubar_+ for p < 2, the first positive
     centre for p >= 2 (for p = 2 every unit vector in the positive orthant of the
     positive span is a maximiser)."""
-    C = check_array("centres", centres, ndim=2).astype(np.float64)
-    y = check_array("labels", labels, ndim=1)
-    if y.shape[0] != C.shape[0]:
-        raise ValueError(f"`labels` must have length K={C.shape[0]}, got {y.shape[0]}")
+    C, y = check_centres_labels(centres, labels)
     p = check_real("p", p, 1.0)
     if p >= 2.0:
         return C[np.flatnonzero(y > 0)[0]].copy()
@@ -66,15 +75,21 @@ def alignment_duration(eps: float, G_star: float) -> float:
     return math.log(1.0 / eps) / G_star
 
 
-def duration_ratio(K1: int, p_num: float = 3.0, p_den: float = 1.0) -> float:
-    """T(p_num)/T(p_den) = G*(p_den)/G*(p_num) = K1^(max(0,1-p_den/2) - max(0,1-p_num/2)).
+def duration_ratio(K1: int, p_num: float = 3.0, p_den: float = 1.0, *, K: int | None = None
+                   ) -> float:
+    """T(p_num)/T(p_den) = rate(p_den)/rate(p_num) = Km^(max(0,1-p_den/2) - max(0,1-p_num/2)),
+    Km = max(K1, K - K1) (see ``alignment_rate``).
 
-    The default p = 3 over p = 1 gives sqrt(K1).
+    The default p = 3 over p = 1 gives sqrt(max(K1, K - K1)). ``K`` (keyword) is
+    required: K1 alone does not fix the ratio when K - K1 > K1.
     """
-    K1 = check_int("K1", K1, 1)
+    if K is None:
+        raise ValueError("`K` (number of subclasses, K > K1) is required: the ratio is "
+                         "sqrt(max(K1, K - K1)) at p=3/p=1, so K1 alone is ambiguous")
+    K, K1 = _check_KK1(K, K1)
     a = check_real("p_num", p_num, 1.0)
     b = check_real("p_den", p_den, 1.0)
-    return K1 ** (max(0.0, 1.0 - b / 2.0) - max(0.0, 1.0 - a / 2.0))
+    return max(K1, K - K1) ** (max(0.0, 1.0 - b / 2.0) - max(0.0, 1.0 - a / 2.0))
 
 
 def separability_mu(X, y, chunk: int = 4096) -> float:
@@ -87,6 +102,8 @@ def separability_mu(X, y, chunk: int = 4096) -> float:
     nrm = np.linalg.norm(X, axis=1)
     if np.any(nrm == 0):
         raise ValueError("`X` must not contain zero rows (the cosine is undefined)")
+    if not np.all(np.abs(y) == 1.0) or np.all(y == y[0]):
+        raise ValueError("`y` must hold labels in {-1, +1} with both classes present")
     Z = (y / nrm)[:, None] * X
     lo = np.inf
     for i in range(0, Z.shape[0], chunk):

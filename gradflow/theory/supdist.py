@@ -17,6 +17,7 @@ sup that is tight when enough starts reach the maximiser.
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,7 +47,8 @@ def _as_module(model, cfg, device, dtype) -> torch.nn.Module:
             raise ValueError("`cfg` (a ModelConfig) is required when `model` is TwoLayerParams")
         return to_torch(model, cfg, dtype=dtype, device=device)
     if isinstance(model, torch.nn.Module):
-        return model.to(device=device, dtype=dtype)
+        # nn.Module.to works in place: a copy keeps the caller's device and dtype
+        return copy.deepcopy(model).to(device=device, dtype=dtype)
     raise ValueError("`model` must be a TwoLayerParams (with `cfg`) or a torch.nn.Module")
 
 
