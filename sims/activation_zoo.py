@@ -62,10 +62,9 @@ from gradflow import (
     make_subclass_data,
     to_torch,
 )
-from gradflow.attacks.radius import attack_radius
+from gradflow.attacks import attack_radius
 from gradflow.backend import TrainConfig, make_two_layer, torch_threads, train
-from gradflow.dynamics import Stop, simulate
-from gradflow.dynamics.reduced import Potential, find_extremal_vectors
+from gradflow.dynamics import Potential, Stop, find_extremal_vectors, simulate
 from gradflow.studies import Study, StudyOutput, make_check, register_study
 
 # name -> (activation, params, predicted class of solution)
@@ -286,7 +285,7 @@ def plot(arrays: dict, summary: dict, fig_dir) -> list:
     (b) share of dominant-neuron mass at linear / ReLU / centre directions (largest K)."""
     from matplotlib.ticker import NullFormatter
 
-    from gradflow.plots.style import (
+    from gradflow.plots import (
         OKABE_ITO,
         THEORY_OPT,
         THEORY_RELU,

@@ -42,6 +42,11 @@ PRESETS = {
 
 def _validate(cfg: dict) -> None:
     DataConfig(K=cfg["K"], K1=cfg["K1"], D=cfg["D"], n=cfg["n"], alpha=cfg["alpha"])
+    if 2 * cfg["K1"] < cfg["K"]:
+        # the predictions below follow the positive class (G* at mubar_+ or mu_k); with
+        # K2 > K1 the negative neurons grow first (gradflow.theory.alignment_rate)
+        raise ValueError(f"`K1` must be >= K - K1 = {cfg['K'] - cfg['K1']} for this study "
+                         f"(the positive class must be the larger one), got {cfg['K1']}")
     e = cfg["eps"]
     if len(e) < 2 or any(not 0 < x < 1 for x in e) or any(b >= a for a, b in zip(e, e[1:])):
         raise ValueError(f"`eps` must be >= 2 decreasing values in (0, 1), got {e}")
@@ -138,8 +143,7 @@ def plot(arrays: dict, summary: dict, fig_dir) -> list:
     """T_align against log(1/eps) per p with the fitted and predicted slopes."""
     import matplotlib.pyplot as plt
 
-    from gradflow.plots import paper_style, save_figure
-    from gradflow.plots.style import new_figure, p_colour, p_label
+    from gradflow.plots import new_figure, p_colour, p_label, paper_style, save_figure
 
     eps, ps, T = arrays["eps"], arrays["ps"], arrays["T_align"]
     x = np.log(1.0 / eps)

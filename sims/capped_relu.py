@@ -28,9 +28,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from gradflow.attacks import PGD, MinNormL2
-from gradflow.attacks.masking import RaySearchL2, check_gradient_masking
-from gradflow.attacks.training import fgsm_hook, pgd_hook
+from gradflow.attacks import (
+    PGD,
+    MinNormL2,
+    RaySearchL2,
+    check_gradient_masking,
+    fgsm_hook,
+    pgd_hook,
+)
 from gradflow.backend import MLP, TrainConfig, torch_threads, train
 from gradflow.studies import Study, StudyOutput, load_study_mnist, make_check, register_study
 
@@ -292,7 +297,7 @@ def plot(arrays: dict, summary: dict, fig_dir) -> list:
     """(a) clean / robust accuracy per configuration, masked ones flagged; (b) layer distances."""
     from matplotlib.lines import Line2D
 
-    from gradflow.plots.style import OKABE_ITO, new_figure, panel_label, paper_style, save_figure
+    from gradflow.plots import OKABE_ITO, new_figure, panel_label, paper_style, save_figure
 
     rows = [str(r) for r in arrays["table_rows"]]
     T = arrays["table"]

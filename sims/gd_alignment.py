@@ -50,6 +50,10 @@ def _validate(cfg: dict) -> None:
     lo, hi = (cfg["window"] + [0, 0])[:2]
     if len(cfg["window"]) != 2 or not 0 < lo < hi:
         raise ValueError(f"`window` must be [lo, hi] with 0 < lo < hi, got {cfg['window']}")
+    # top neurons are a slice of the width; 0 or a negative count would slice silently wrong
+    if not 1 <= cfg["top"] <= cfg["width"]:
+        raise ValueError(f"`top` must be an integer in [1, width={cfg['width']}], "
+                         f"got {cfg['top']}")
 
 
 def _gd(cfg: dict, p: float, lr: float, seed: int) -> dict:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from gradflow import DataConfig, InitConfig, ModelConfig, init_params, make_subclass_data, to_torch
-from gradflow.attacks.radius import attack_radius
+from gradflow.attacks import attack_radius
 from gradflow.backend import TrainConfig, torch_threads, train
 from gradflow.dynamics import Stop, simulate
 from gradflow.metrics import Trajectory, direction_cosines, summarize_alignment
@@ -150,9 +150,7 @@ def plot(arrays: dict, summary: dict, fig_dir) -> list:
     import matplotlib.pyplot as plt
 
     from gradflow.metrics import column_names, dominant_neurons
-    from gradflow.plots import paper_style, save_figure
-    from gradflow.plots.dynamics import draw_cosine_heatmap, tex_column
-    from gradflow.plots.style import new_figure
+    from gradflow.plots import draw_cosine_heatmap, new_figure, paper_style, save_figure, tex_column
 
     K = summary["effective_config"]["K"]
     ps = [float(p) for p in arrays["ps"]]

@@ -38,8 +38,7 @@ from gradflow import (
     export_reference_checkpoint,
     load_reference_checkpoint,
 )
-from gradflow.attacks import PGD
-from gradflow.attacks.radius import attack_radius
+from gradflow.attacks import PGD, attack_radius
 from gradflow.backend import TrainConfig, torch_threads, train
 from gradflow.studies import Study, StudyOutput, load_study_mnist, make_check, register_study
 
@@ -212,7 +211,7 @@ def _run(cfg: dict, ctx) -> StudyOutput:
 
 def plot(arrays: dict, summary: dict, fig_dir) -> list:
     """Per task: robust accuracy vs l-inf radius by p, radius survival, training, stable ranks."""
-    from gradflow.plots.style import (
+    from gradflow.plots import (
         new_figure,
         p_colour,
         p_label,

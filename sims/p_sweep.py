@@ -29,14 +29,12 @@ import numpy as np
 import torch
 
 from gradflow import DataConfig, InitConfig, ModelConfig, make_subclass_data, to_torch
-from gradflow.attacks.radius import attack_radius
+from gradflow.attacks import attack_radius
 from gradflow.backend import EnsembleMember, TrainConfig, torch_threads, train_ensemble
 from gradflow.dynamics import Potential, find_extremal_vectors
 from gradflow.metrics import Trajectory, summarize_alignment
 from gradflow.studies import Study, StudyOutput, make_check, register_study
-from gradflow.theory.classifiers import ideal_Fp
-from gradflow.theory.exact_radius import exact_radius
-from gradflow.theory.radii import radius_Fp
+from gradflow.theory import exact_radius, ideal_Fp, radius_Fp
 
 DEFAULTS = {
     "ps": [1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0], "K": 10, "K1": 6, "D": 40, "n": 1000,
@@ -178,8 +176,7 @@ def plot(arrays: dict, summary: dict, fig_dir) -> list:
     """(a) G* vs p (flow vs closed form); (b) aligned fractions; (c) radii vs p."""
     import matplotlib.pyplot as plt
 
-    from gradflow.plots import paper_style, save_figure
-    from gradflow.plots.style import new_figure
+    from gradflow.plots import new_figure, paper_style, save_figure
 
     K, K1 = summary["effective_config"]["K"], summary["effective_config"]["K1"]
     ps = arrays["ps"]

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from gradflow import DataConfig, InitConfig, ModelConfig, make_subclass_data, to_torch
-from gradflow.attacks.radius import attack_radius
+from gradflow.attacks import attack_radius
 from gradflow.backend import EnsembleMember, TrainConfig, torch_threads, train_ensemble
 from gradflow.dynamics import Stop, simulate
 from gradflow.studies import Study, StudyOutput, make_check, register_study
@@ -106,6 +106,20 @@ def _configs(cfg: dict, K: int, p: float, s: int, seed: int):
             InitConfig(eps=cfg["eps"], mode="balanced", seed=seed * 1009 + s))
 
 
+def sgd_members(cfg: dict, seed: int) -> tuple[list, list]:
+    """SGD ensemble over p x K x repeats and each member's repeat index."""
+    members, reps = [], []
+    for p in cfg["ps"]:
+        for K in cfg["Ks"]:
+            for s in range(cfg["seeds"]):
+                data, model, init = _configs(cfg, K, p, s, seed)
+                # minibatch order follows the run seed, as data and init do
+                members.append(EnsembleMember(model=model, init=init, data=data,
+                                              seed=seed * 1009 + s))
+                reps.append(s)
+    return members, reps
+
+
 def _t_end(cfg: dict, K: int, p: float) -> float:
     """t_factor x the predicted alignment time log(1/eps) / G*: long enough to also fit."""
     return cfg["t_factor"] * np.log(1.0 / cfg["eps"]) / g_star(K, K // 2, p)
@@ -118,18 +132,33 @@ def _radii(params, model: ModelConfig, data: DataConfig, n_test: int, seed: int)
     return attack_radius(net, X, y, lower="none", seed=seed).upper.numpy()
 
 
+# Radius assigned to a test point the attack never broke (upper end inf). Far above the
+# sqrt(2)/2 ceiling of any classifier on unit-norm centres, so it ranks above every broken
+# point: the median is unchanged unless most points are unbroken, and then it reads 10
+# (a check fails visibly instead of the whole cell turning NaN and the verdict "n/a").
+UNBROKEN_RADIUS = 10.0
+
+
+def cell_medians(radii: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """(median, lo, hi) per (p, K) cell of radii shaped (p, K, seeds, n_test).
+
+    Unbroken points (inf) count as ``UNBROKEN_RADIUS``; all-NaN cells (not run) stay NaN.
+    """
+    out = np.full(radii.shape[:2] + (3,), np.nan)
+    for i, k in np.ndindex(*radii.shape[:2]):
+        x = radii[i, k].ravel()
+        if not np.all(np.isnan(x)):
+            out[i, k] = bootstrap_median(np.minimum(x, UNBROKEN_RADIUS), n_boot, rng)
+    return out
+
+
 def run(cfg: dict, ctx) -> StudyOutput:
     Ks, ps, S, methods = cfg["Ks"], cfg["ps"], cfg["seeds"], cfg["methods"]
     radii = {m: np.full((len(ps), len(Ks), S, cfg["n_test"]), np.nan) for m in METHODS}
     status = []
     with torch_threads(cfg["threads"]):
         if "sgd" in methods:
-            members = []
-            for p in ps:
-                for K in Ks:
-                    for s in range(S):
-                        data, model, init = _configs(cfg, K, p, s, ctx.seed)
-                        members.append(EnsembleMember(model=model, init=init, data=data, seed=s))
+            members, reps = sgd_members(cfg, ctx.seed)
             t_sgd = max(_t_end(cfg, K, p) for K in Ks for p in ps)
             steps_per_epoch = -(-members[0].data.n // cfg["batch_size"])
             epochs = int(np.ceil(t_sgd / (cfg["lr"] * steps_per_epoch)))
@@ -140,7 +169,7 @@ def run(cfg: dict, ctx) -> StudyOutput:
                 eval_every=0, rank_every=0, progress=ctx.progress), test=False)
             status += [f"sgd:{s}" for s in set(res.status)]
             for r, m in enumerate(members):
-                i, k, s = ps.index(m.model.p), Ks.index(m.data.K), m.seed
+                i, k, s = ps.index(m.model.p), Ks.index(m.data.K), reps[r]
                 radii["sgd"][i, k, s] = _radii(res.params(r), m.model, m.data, cfg["n_test"],
                                                ctx.seed + r)
         if "ode" in methods:
@@ -162,11 +191,7 @@ def run(cfg: dict, ctx) -> StudyOutput:
     rng = ctx.rng(1)
     med = {m: np.full((len(ps), len(Ks), 3), np.nan) for m in METHODS}
     for m in methods:
-        for i in range(len(ps)):
-            for k in range(len(Ks)):
-                x = radii[m][i, k].ravel()
-                if np.all(np.isfinite(x)):
-                    med[m][i, k] = bootstrap_median(np.minimum(x, 10.0), cfg["n_boot"], rng)
+        med[m] = cell_medians(radii[m], cfg["n_boot"], rng)
     checks, metrics = [], {"status": sorted(set(status))}
     r_opt = np.sqrt(2) / 2
     for m in methods:
@@ -224,7 +249,8 @@ def plot(arrays: dict, summary: dict, fig_dir) -> list:
         lo = np.nanmin(med[:, use, 1:]) if np.isfinite(med[:, use, 1:]).any() else 0.1
         ticks = [t for t in (0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.7, 1.0) if t >= 0.8 * lo]
         ax.set_yticks(ticks, [f"{t:g}" for t in ticks])  # log axis: label the decade's inside
-        what = "gradient flow (ODE engine)" if m == "ode" else "SGD (lr 0.2, batch 100)"
+        what = ("gradient flow (ODE engine)" if m == "ode"
+                else f"SGD (lr {cfg['lr']:g}, batch {cfg['batch_size']})")
         fig.axes[0].set_title(f"{what}; 95% bootstrap intervals", fontsize=7)
         path = fig_dir / f"radius_vs_k_{m}.png"
         fig.savefig(path, dpi=200, bbox_inches="tight")

@@ -28,9 +28,12 @@ import numpy as np
 import torch
 
 from gradflow import DataConfig, InitConfig, ModelConfig, make_subclass_data, to_torch
-from gradflow.attacks import reference_pgd
-from gradflow.attacks.curves import accuracy_from_radii, robust_accuracy_curve
-from gradflow.attacks.radius import attack_radius
+from gradflow.attacks import (
+    accuracy_from_radii,
+    attack_radius,
+    reference_pgd,
+    robust_accuracy_curve,
+)
 from gradflow.backend import EnsembleMember, TrainConfig, torch_threads, train_ensemble
 from gradflow.metrics import Trajectory, contributions, direction_cosines, summarize_alignment
 from gradflow.studies import Study, StudyOutput, make_check, register_study
@@ -83,6 +86,10 @@ def _validate(cfg: dict) -> None:
         raise ValueError("`radii` must be an increasing list of >= 2 radii >= 0")
     if cfg["n_attack"] > cfg["n"]:
         raise ValueError(f"`n_attack` must be <= n={cfg['n']}, got {cfg['n_attack']}")
+    # checked here so the error names the study key, not the backend's `dtype`
+    if cfg["train_dtype"] not in ("float32", "float64"):
+        raise ValueError(f"`train_dtype` must be one of ['float32', 'float64'], "
+                         f"got {cfg['train_dtype']!r}")
     if cfg["threads"] < 0:
         raise ValueError(f"`threads` must be >= 0 (0: leave torch's setting), got {cfg['threads']}")
 

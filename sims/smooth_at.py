@@ -22,8 +22,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from gradflow.attacks import PGD
-from gradflow.attacks.training import pgd_hook
+from gradflow.attacks import PGD, pgd_hook
 from gradflow.backend import MLP, SmallCNN, TrainConfig, torch_threads, train
 from gradflow.studies import Study, StudyOutput, load_study_mnist, make_check, register_study
 
@@ -174,7 +173,7 @@ _ACT_NAMES = {"param_softplus": "param.\nsoftplus", "relu_softplus_grad": "ReLU,
 
 def plot(arrays: dict, summary: dict, fig_dir) -> list:
     """Clean and PGD-k robust accuracy per activation, one panel per architecture."""
-    from gradflow.plots.style import (
+    from gradflow.plots import (
         OKABE_ITO,
         activation_label,
         new_figure,

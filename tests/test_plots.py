@@ -98,6 +98,22 @@ def test_trajectory_figures_from_loaded_file(saved, tmp_path, no_recompute):
         _check_written(tmp_path / name)
 
 
+def test_contributions_cutoff_label_in_legend(tmp_path, no_recompute):
+    """The mass-cutoff label lives in the legend, so it cannot overlap it (no free text)."""
+    from gradflow import plots
+
+    rng = np.random.default_rng(3)
+    scale = np.r_[np.full(4, 1.0), np.full(16, 1e-3)]  # 4 neurons carry > 99% of the mass
+    W = rng.standard_normal((2, 20, D))
+    W /= np.linalg.norm(W, axis=2, keepdims=True)
+    W *= scale[None, :, None]
+    v = np.r_[1.0, -1.0, 1.0, -1.0, np.ones(16)][None].repeat(2, 0) * scale
+    fig = plots.plot_contributions(Trajectory(np.array([0.0, 1.0]), W, v), out=tmp_path / "c")
+    ax = fig.axes[0]
+    assert not ax.texts
+    assert "99% of total (left)" in [t.get_text() for t in ax.get_legend().get_texts()]
+
+
 def test_robustness_figures_from_arrays(tmp_path, no_recompute):
     from gradflow import plots
 
@@ -119,6 +135,19 @@ def test_robustness_figures_from_arrays(tmp_path, no_recompute):
                              3.0: rng.uniform(1e-6, 1e-5, (5, 5))}, out=tmp_path / "sd")
     for name in ("acc", "hist", "rk", "sd"):
         _check_written(tmp_path / name)
+
+
+def test_radius_vs_K_drops_cells_not_run(tmp_path, no_recompute):
+    """A NaN row (a K the method skipped) must not abort the figure."""
+    from gradflow import plots
+
+    Ks = [4, 8, 16]
+    med = {1.0: np.array([0.5, np.nan, 0.25])}
+    iv = {1.0: np.array([[0.45, 0.55], [np.nan, np.nan], [0.2, np.inf]])}
+    fig = plots.plot_radius_vs_K(Ks, med, iv, out=tmp_path / "rk")
+    _check_written(tmp_path / "rk")
+    x = fig.axes[0].lines[0].get_xdata()
+    assert list(x) == [4, 16]
 
 
 def test_paper_figure_from_saved_npz(saved, tmp_path, no_recompute):

@@ -108,3 +108,29 @@ def test_activation_zoo_smoke(tmp_path):
     assert np.all(med["prelu3"] > 0.6)
     assert med["relu"][-1] < 0.45 and med["silu"][-1] < 0.45
     assert m["robust_activations"] == ["prelu3"]
+
+
+def test_sims_import_only_public_names():
+    """Studies use gradflow as a user would: every name comes from a documented package
+    (a section of docs/api.md) and is in that package's __all__."""
+    import ast
+    import importlib
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    public = set(re.findall(r"^## `(gradflow[\w.]*)`", (root / "docs" / "api.md").read_text(),
+                            re.M))
+    assert "gradflow.plots" in public
+    bad = []
+    for f in sorted((root / "sims").glob("*.py")):
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("gradflow"):
+                names = importlib.import_module(node.module).__all__ \
+                    if node.module in public else ()
+                bad += [f"{f.name}:{node.lineno} {node.module}.{a.name}" for a in node.names
+                        if a.name not in names]
+            elif isinstance(node, ast.Import):
+                bad += [f"{f.name}:{node.lineno} {a.name}" for a in node.names
+                        if a.name.startswith("gradflow") and a.name not in public]
+    assert not bad, "non-public imports: " + ", ".join(bad)

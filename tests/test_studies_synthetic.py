@@ -116,6 +116,29 @@ def test_loglog_slope_and_bootstrap():
     assert lo < med < hi and lo < 1.0 < hi and hi - lo < 0.05
 
 
+def test_radius_vs_k_unbroken_point_keeps_the_cell():
+    """One never-broken test point (inf) must not turn the cell's median into NaN."""
+    mod = _module("radius_vs_k")
+    radii = np.full((1, 3, 1, 5), np.nan)  # (p, K, seeds, n_test); K index 1 not run
+    radii[0, 0, 0] = [0.4, 0.5, 0.5, 0.6, np.inf]
+    radii[0, 2, 0] = [0.2, 0.25, 0.25, 0.3, 0.3]
+    med = mod.cell_medians(radii, 50, np.random.default_rng(0))
+    assert med[0, 0, 0] == pytest.approx(0.5) and np.all(np.isfinite(med[0, 0]))
+    assert med[0, 2, 0] == pytest.approx(0.25)
+    assert np.all(np.isnan(med[0, 1]))
+    assert np.isfinite(mod.loglog_slope([4, 16], med[0, [0, 2], 0]))
+
+
+def test_radius_vs_k_sgd_batches_follow_the_run_seed():
+    mod = _module("radius_vs_k")
+    cfg = {**mod.DEFAULTS, "Ks": [4, 8], "ps": [1.0], "seeds": 2}
+    (m0, r0), (m1, _) = mod.sgd_members(cfg, 0), mod.sgd_members(cfg, 1)
+    assert r0 == [0, 1, 0, 1]
+    assert len({m.seed for m in m0 if m.data.K == 4}) == 2  # repeats stay distinct
+    assert {m.seed for m in m0}.isdisjoint(m.seed for m in m1)
+    assert [m.seed for m in m0] == [m.seed for m in mod.sgd_members(cfg, 0)[0]]
+
+
 @pytest.mark.parametrize("K,K1", [(4, 2), (10, 6), (32, 16)])
 def test_g_star_closed_forms(K, K1):
     g_rvk = _module("radius_vs_k").g_star
@@ -132,10 +155,15 @@ def test_g_star_closed_forms(K, K1):
     ("sec51", "ps=[1.0, 2.0]", "`ps`"),
     ("sec51", "n_attack=100000", "`n_attack`"),
     ("sec51", "radii=[0.5, 0.1]", "`radii`"),
+    ("sec51", "train_dtype=float17", "`train_dtype`"),
+    ("gd_alignment", "top=0", "`top`"),
+    ("gd_alignment", "top=-1", "`top`"),
+    ("gd_alignment", "top=21", "`top`"),
     ("radius_vs_k", "Ks=[4, 6, 5]", "`Ks`"),
     ("radius_vs_k", "D=8", "`D`"),
     ("radius_vs_k", "methods=['adam']", "`methods`"),
     ("alignment_time", "eps=[0.0001, 0.01]", "`eps`"),
+    ("alignment_time", "K1=4", "`K1` must be >= K - K1"),
     ("gf_vs_sgd", "n=250", "`n`"),
     ("p_sweep", "ps=[0.5]", "`ps`"),
 ])

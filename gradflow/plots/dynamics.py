@@ -359,14 +359,15 @@ def plot_contributions(traj: Trajectory, *, index: int = -1, top: int = 40, mass
     with paper_style():
         fig, ax = new_figure("column", 0.6)
         draw_contributions(ax, r, s, top=top)
+        handles = [Patch(color=POS, label="positive"), Patch(color=NEG, label="negative")]
         if n_dom < min(top, r.size):
-            ax.axvline(n_dom + 0.5, color="0.3", ls=":", lw=0.8)
-            ax.annotate(f"{mass:.0%} of total", (n_dom + 0.5, ax.get_ylim()[1] * 0.9),
-                        xytext=(3, 0), textcoords="offset points", fontsize=6.5, va="top")
+            # the cutoff is labelled in the legend, not by a free text that could sit under it
+            cut = ax.axvline(n_dom + 0.5, color="0.3", ls=":", lw=0.8,
+                             label=f"{mass:.0%} of total (left)")
+            handles.append(cut)
         ax.set_ylabel(r"$|v_j|\,\|w_j\|$")
         ax.set_title(f"$t$ = {traj.t[index]:.3g}, {r.size} neurons", fontsize=7)
-        ax.legend(handles=[Patch(color=POS, label="positive"), Patch(color=NEG, label="negative")],
-                  loc="upper right")
+        ax.legend(handles=handles, loc="upper right")
         return _finish(fig, out)
 
 

@@ -127,6 +127,8 @@ def plot_radius_vs_K(Ks: Sequence[int], medians: Mapping[float, np.ndarray],
 
     ``medians[p]`` has shape (len(Ks),); ``intervals[p]`` (optional) has shape
     (len(Ks), 2) with the lower and upper ends of an interval drawn as error bars.
+    Rows with a NaN or inf median (cells not run) are left out; a non-finite
+    interval end draws no bar on that side.
     """
     Ks = check_array("Ks", Ks, ndim=1).astype(np.float64)
     if np.any(Ks <= 0):
@@ -139,13 +141,18 @@ def plot_radius_vs_K(Ks: Sequence[int], medians: Mapping[float, np.ndarray],
                 raise ValueError(f"`medians[{p}]` must have length {Ks.size}, got {med.size}")
             yerr = None
             if intervals is not None and p in intervals:
-                iv = check_array(f"intervals[{p}]", intervals[p], ndim=2).astype(np.float64)
+                iv = check_array(f"intervals[{p}]", intervals[p], ndim=2,
+                                 finite=False).astype(np.float64)
                 if iv.shape != (Ks.size, 2):
                     raise ValueError(f"`intervals[{p}]` must have shape ({Ks.size}, 2), "
                                      f"got {iv.shape}")
                 yerr = np.abs(np.stack([med - iv[:, 0], iv[:, 1] - med]))
-            ax.errorbar(Ks, med, yerr=yerr, color=p_colour(p), marker="o", ms=3, capsize=2,
-                        lw=1.0, label=p_label(p))
+                # matplotlib rejects NaN error bars; a missing end is drawn as no bar
+                yerr[~np.isfinite(yerr)] = 0.0
+            ok = np.isfinite(med)
+            ax.errorbar(Ks[ok], med[ok], yerr=None if yerr is None else yerr[:, ok],
+                        color=p_colour(p), marker="o", ms=3, capsize=2, lw=1.0,
+                        label=p_label(p))
         kk = np.geomspace(Ks.min() * 0.9, Ks.max() * 1.1, 50)
         ax.plot(kk, 1 / np.sqrt(kk), color=THEORY_RELU, ls="--", lw=0.8,
                 label=r"$1/\sqrt{K}$ (theory, $F$)")
