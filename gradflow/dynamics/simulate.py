@@ -1,6 +1,7 @@
 """``simulate``: the one entry point for integrating the gradient flow of a two-layer net."""
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -24,6 +25,40 @@ from .solvers import get_solver
 
 def _numpy(a):
     return a.detach().cpu().numpy() if hasattr(a, "detach") else np.asarray(a)
+
+
+def _refine_crossing(sol, X, model, a0: float, a1: float, level: float,
+                     iters: int = 4) -> float:
+    """Where max_i |f(x_i)| reaches ``level`` inside the last step [t_old, t].
+
+    Starts from the log-linear interpolation (``crossing_time``) and refines it by
+    Illinois regula falsi on log max|f| along the solver's dense output: forward passes
+    only, no gradient evaluations. The interpolation alone was off by ~6e-4 relative at
+    p = 1, where f is not exactly exponential over a step.
+    """
+    t_lo, t_hi = sol.t_old, sol.t
+    guess = crossing_time(t_lo, a0, t_hi, a1, level)
+    if not (0 < a0 < level <= a1) or t_hi <= t_lo:
+        return guess
+    g_lo, g_hi = math.log(a0 / level), math.log(a1 / level)
+    side = 0
+    for _ in range(iters):
+        f = forward(sol.dense([guess])[0], X, model)
+        g = math.log(max(float(np.max(np.abs(f))), 1e-300) / level)
+        if g == 0.0:
+            return guess
+        if g < 0:
+            t_lo, g_lo = guess, g
+            if side == -1:
+                g_hi /= 2  # Illinois: keep the stale end from stalling the iteration
+            side = -1
+        else:
+            t_hi, g_hi = guess, g
+            if side == 1:
+                g_lo /= 2
+            side = 1
+        guess = t_lo - g_lo * (t_hi - t_lo) / (g_hi - g_lo)
+    return float(guess)
 
 
 def _or_none(a):
@@ -280,8 +315,8 @@ def simulate(
                 k = j
             fmax = float(np.max(np.abs(sol.f)))
             if t_align is None and fmax >= stop.alignment_fraction:
-                t_align = crossing_time(sol.t_old, fmax_prev, sol.t, fmax,
-                                        stop.alignment_fraction)
+                t_align = _refine_crossing(sol, X, model, fmax_prev, fmax,
+                                           stop.alignment_fraction)
             fmax_prev = fmax
             bar.update(sol.t - t_before)
             bar.set_postfix(loss=f"{sol.loss:.3e}", refresh=False)
