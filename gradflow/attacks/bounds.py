@@ -144,12 +144,14 @@ def lipschitz_lower_bound(net, x: torch.Tensor, y: torch.Tensor,
     >= 0) caps the search (e.g. an attack's upper bound; default 10 ||x|| + 1); ``iters``
     (int >= 1) bisection steps. Labels: +-1 for scores, integers in [0, C) for logits.
     """
-    net = as_two_layer(net)
+    model, net = net, as_two_layer(net)
     if net is None:
         raise ValueError("`model` must be a TwoLayerNet without input normalisation or an ideal "
                          "classifier F / F_p for the Lipschitz certificate")
     iters = check_int("iters", iters, 1)
     x, y = check_inputs(x, y)
+    if net is not model:  # an ideal classifier converted on the CPU: follow the data's device
+        net = net.to(x.device)
     x = x.reshape(x.shape[0], -1).to(net.W.dtype)
     n = x.shape[0]
     cert = _TwoLayerCert(net)
