@@ -3,7 +3,8 @@
 Contract for a subclass (``simulate`` relies on every rule):
 
 1. Class attributes: ``name`` (registry key), ``OPTIONS`` (dict of option name ->
-   default), ``order`` (nominal order, or None), ``supports_checkpoint``.
+   default), ``order`` (nominal order, or None), ``supports_checkpoint``,
+   ``dense_costs_evaluations`` (True when ``dense`` evaluates the field).
 2. ``__init__(problem, params0, t0, t_bound, **options)``: unknown option names
    or bad values raise ValueError naming the option. The constructor evaluates
    the field at the initial state and sets ``loss`` and ``f`` (network output
@@ -42,6 +43,7 @@ class FlowSolver:
     OPTIONS: dict = {}
     order: int | None = None
     supports_checkpoint: bool = False
+    dense_costs_evaluations: bool = False
 
     def __init__(self, problem: FlowProblem, params0: TwoLayerParams, t0: float,
                  t_bound: float, **options):

@@ -78,6 +78,8 @@ def _make(method: str) -> type[ScipySolver]:
     return type(f"Scipy{method}", (ScipySolver,), {
         "name": method, "method": method,
         "order": {"RK23": 3, "RK45": 5, "DOP853": 8}.get(method),
+        # scipy's DOP853 interpolant needs three extra field evaluations per call
+        "dense_costs_evaluations": method == "DOP853",
         "__doc__": f"scipy.integrate.{method} on the Cartesian gradient-flow field.",
     })
 

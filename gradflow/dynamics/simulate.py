@@ -38,8 +38,8 @@ def _refine_crossing(sol, X, model, a0: float, a1: float, level: float,
     """
     t_lo, t_hi = sol.t_old, sol.t
     guess = crossing_time(t_lo, a0, t_hi, a1, level)
-    if not (0 < a0 < level <= a1) or t_hi <= t_lo:
-        return guess
+    if not (0 < a0 < level <= a1) or t_hi <= t_lo or sol.dense_costs_evaluations:
+        return guess  # (a dense output that evaluates the field would change nfev)
     g_lo, g_hi = math.log(a0 / level), math.log(a1 / level)
     side = 0
     for _ in range(iters):
