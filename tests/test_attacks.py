@@ -389,3 +389,16 @@ def test_margin_as_logits_gap_and_class():
     assert lg.shape == (50, 2)
     torch.testing.assert_close(lg[:, 1] - lg[:, 0], m)        # the logit gap is f
     assert torch.equal(lg.argmax(1), (m > 0).long())          # class 1 iff f > 0
+
+
+def test_ray_search_float32_rows_on_the_boundary_succeed():
+    # RaySearchL2 returned its per-row roots unchecked: in float32, 11 of these 200 rows
+    # evaluated to a tie on the whole batch and were reported as not broken (float64: 199).
+    from gradflow.attacks import RaySearchL2
+
+    torch.manual_seed(0)
+    net = TwoLayerNet(ModelConfig(width=30, activation="relu"), 20, dtype=torch.float32)
+    x = torch.randn(200, 20)
+    y = torch.sign(net(x)).detach()
+    res = RaySearchL2(seed=0, steps=50)(net, x, y)
+    assert int(res.success.sum()) >= 199

@@ -24,7 +24,7 @@ import torch
 
 from .._validate import check_int, check_real
 from .base import Attack, AttackContext, check_inputs, expand_like
-from .minnorm import MinNormL2, _unit, ray_root
+from .minnorm import MinNormL2, _unit, past_ties, ray_root
 
 
 class GradientMaskingWarning(UserWarning):
@@ -106,7 +106,7 @@ class RaySearchL2(Attack):
         if eps is not None:
             r = torch.where(r <= eps, r, torch.full_like(r, float("inf")))
         ok = torch.isfinite(r)
-        x_adv = x + expand_like(torch.where(ok, r, torch.zeros_like(r)), x) * u
+        x_adv = past_ties(ctx, x, u, r, ok)  # float32 roots can be ties on the whole batch
         return torch.where(expand_like(ok, x), x_adv, x)
 
 

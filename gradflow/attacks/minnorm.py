@@ -82,6 +82,27 @@ def ray_root(ctx: AttackContext, x, u, t_lo, m_lo, t_hi, m_hi, idx, iters: int =
     return t_hi, m_hi
 
 
+def past_ties(ctx: AttackContext, x, u, r, ok) -> torch.Tensor:
+    """x + r u for the rows in ``ok`` (x elsewhere), nudged outwards until the whole batch
+    evaluates them as adversarial.
+
+    A root found row by row can evaluate to a tie (m = 0) in a batch of another
+    composition (round-off in the last bits). The nudge scales with the dtype (1 + 1e-9
+    rounds to 1 in float32): 4, 16, 64, 256, 1024 ulps, at most 1364 ulps in all (1.6e-4
+    relative in float32, 3e-13 in float64); one or two settle all ties in practice.
+    """
+    r_safe = torch.where(ok, r, torch.zeros_like(r))
+    x_adv = x + expand_like(r_safe, x) * u
+    ulp = torch.finfo(x.dtype).eps
+    for k in range(5):
+        bad = ok & ~(ctx.margin(x_adv) < 0)
+        if not bad.any():
+            break
+        r_safe = torch.where(bad, r_safe * (1 + 4.0 ** (k + 1) * ulp), r_safe)
+        x_adv = x + expand_like(r_safe, x) * u
+    return x_adv
+
+
 class MinNormL2(Attack):
     """Minimum-norm l2 attack giving a verified per-sample radius (upper bound).
 
@@ -266,20 +287,7 @@ class MinNormL2(Attack):
         if eps is not None:  # a budget caps the search: points beyond it do not count
             best_r = torch.where(best_r <= eps, best_r, torch.full_like(best_r, float("inf")))
         ok = torch.isfinite(best_r)
-        r_safe = torch.where(ok, best_r, torch.zeros_like(best_r))
-        x_adv = x + expand_like(r_safe, x) * best_u
-        # final verification on the whole batch; nudge outwards rows that a different
-        # batch composition evaluates to a tie (round-off in the last bits). The factor
-        # must scale with the dtype (1 + 1e-9 rounds to 1 in float32): 4, 16, 64, 256,
-        # 1024 ulps, at most 1364 ulps in all (1.6e-4 relative in float32, 3e-13 in
-        # float64); one or two nudges of 4-16 ulps settle all ties in practice.
-        ulp = torch.finfo(x.dtype).eps
-        for k in range(5):
-            bad = ok & ~(ctx.margin(x_adv) < 0)
-            if not bad.any():
-                break
-            r_safe = torch.where(bad, r_safe * (1 + 4.0 ** (k + 1) * ulp), r_safe)
-            x_adv = x + expand_like(r_safe, x) * best_u
+        x_adv = past_ties(ctx, x, best_u, best_r, ok)
         ctx.info.update({"method": [METHODS[i] if i >= 0 else "none" for i in method.tolist()],
                            "kkt_cos": kkt})
         return torch.where(expand_like(ok, x), x_adv, x)
