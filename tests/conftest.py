@@ -30,6 +30,29 @@ def rng():
     return np.random.default_rng(12345)
 
 
+class FakeSolution:
+    """Stand-in for dynamics.Solution where a test checks only the simulate call site:
+    holds the initial parameters and writes a placeholder npz."""
+
+    status, message, nfev, wall_time, alignment_end_time = "success", "", 3, 0.0, None
+    t = np.array([0.0, 1.0])
+
+    def __init__(self, params):
+        self.p = params
+
+    def save(self, path):
+        Path(str(path) + ".npz").write_bytes(b"x")
+
+    def params_at(self, i):
+        return self.p
+
+
+@pytest.fixture
+def fake_solution():
+    """The ``FakeSolution`` class (a fixture, as conftest is not importable by tests)."""
+    return FakeSolution
+
+
 @pytest.fixture
 def mnist_dir():
     if not (SHARED_MNIST / "t10k-images-idx3-ubyte.gz").exists():

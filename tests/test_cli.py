@@ -159,30 +159,15 @@ def test_demo_falls_back_to_registered_studies(env, capsys, monkeypatch):
     assert (env / "demo" / "gd_alignment" / "summary.json").is_file()
 
 
-def test_simulate_dispatch_with_a_stand_in_engine(env, capsys, monkeypatch):
+def test_simulate_dispatch_with_a_stand_in_engine(env, capsys, monkeypatch, fake_solution):
     """The simulate call site passes the configs through and saves what comes back."""
-    import numpy as np
-
     import gradflow.dynamics as dyn
 
     calls = {}
 
-    class FakeSolution:
-        status, message, nfev, wall_time, alignment_end_time = "success", "", 3, 0.0, None
-        t = np.array([0.0, 1.0])
-
-        def __init__(self, params):
-            self.p = params
-
-        def save(self, path):
-            Path(str(path) + ".npz").write_bytes(b"x")
-
-        def params_at(self, i):
-            return self.p
-
     def fake_simulate(data, model, init, **kw):
         calls.update(kw, width=model.width, n=data.n)
-        return FakeSolution(init)
+        return fake_solution(init)
 
     monkeypatch.setattr(dyn, "simulate", fake_simulate)
     assert main(["simulate", "--set", "model.width=7", "--set", "t_max=5", "--out", "s"]) == 0

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -142,24 +141,11 @@ def test_seed_sets_the_data_init_and_train_seeds(env, capsys):
     assert (c2d["data"]["seed"], c2d["init"]["seed"], c2d["train"]["seed"]) == (5, 2, 2)
 
 
-def test_seed_reaches_simulate(env, monkeypatch):
+def test_seed_reaches_simulate(env, monkeypatch, fake_solution):
     """simulate's initial parameters (saved as params.npz by a stand-in engine) follow --seed."""
     import gradflow.dynamics as dyn
 
-    class Solution:
-        status, message, nfev, wall_time, alignment_end_time = "success", "", 1, 0.0, None
-        t = np.array([0.0])
-
-        def __init__(self, params):
-            self.p = params
-
-        def save(self, path):
-            Path(str(path) + ".npz").write_bytes(b"x")
-
-        def params_at(self, i):
-            return self.p
-
-    monkeypatch.setattr(dyn, "simulate", lambda data, model, init, **kw: Solution(init))
+    monkeypatch.setattr(dyn, "simulate", lambda data, model, init, **kw: fake_solution(init))
     for s in ("1", "2"):
         assert main(["simulate", "-q", "--seed", s, "--out", f"s{s}"]) == 0
     assert not np.allclose(np.load(env / "s1" / "params.npz")["W"],
