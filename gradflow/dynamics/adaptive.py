@@ -204,7 +204,7 @@ class GradFlowSolver(FlowSolver):
         # exact alignment phase: ReLU, polar variables, single output; left for good once
         # max|f| exceeds the threshold
         self.exact = bool(self.freeze and var == "polar" and thr > 0
-                          and float(np.max(np.abs(self.f))) < thr)
+                          and self._fmax_bound(self.y) < thr)
         self._ev = 0.0  # switch work of the exact phase, in units of field evaluations
         self._exact_old = None
 
@@ -236,13 +236,20 @@ class GradFlowSolver(FlowSolver):
             self.nfev += 1
         self.h = self.options["first_step"] or self._initial_step()
 
+    def _fmax_bound(self, y) -> float:
+        """max_i sum_j r_j^2 relu(<u_j, x_i>) >= max|f|, with no cancellation between the
+        neurons' signs: max|f| itself can be ~0 while the neurons are not (a duplicated
+        neuron with opposite output signs), and then bounds neither the phase nor its growth."""
+        U, rho = self.rep.split(y)
+        return float(np.max(np.maximum(self.problem.X @ U.T, 0.0) @ np.exp(2.0 * rho)))
+
     def _exact_step(self) -> bool:
         """One macro step of the exact ReLU alignment flow; False when the phase is over.
 
         The step H keeps the predicted max|f| below ``exact_fmax``: f grows at most at rate
         2 max_j |a_j| with |a_j|^2 = |du_j/dt|^2 + (drho_j/dt)^2.
         """
-        fmax = float(np.max(np.abs(self.f)))
+        fmax = self._fmax_bound(self.y)
         if fmax >= self.exact_fmax:
             return False
         dU, drho = self.rep.split(self.k)
@@ -388,7 +395,10 @@ class GradFlowSolver(FlowSolver):
             if self.options["switch_order"] == 2:
                 # after the correction what remains is second order: the jump itself changes
                 # over the tau h past the surface at the neuron's relative rate of change
-                rate = rep.neuron_error(k_new, y_new, y_new)[jj]
+                # the larger of the rates after and before the step: a neuron that just
+                # lost its last active sample has zero rate after it, which hid its error
+                rate = np.maximum(rep.neuron_error(k_new, y_new, y_new),
+                                  rep.neuron_error(self.k, self.y, self.y))[jj]
                 jump = jump * np.minimum(1.0, h * rate)
             per_pair = np.where(transversal, tau * h * jump,
                                 np.where(slide, np.abs(z1) / pb.xnorm[ii], 0.0))
@@ -406,6 +416,9 @@ class GradFlowSolver(FlowSolver):
             if np.any(corr):
                 flip = np.where(mask1[ii, jj], 1.0, -1.0)[corr]
                 y_new = rep.add_jump(y_new, ii[corr], jj[corr], (tau * h)[corr] * flip, g)
+                # back onto the conserved v^2 - ||w||^2 (Cartesian) / unit sphere (polar):
+                # the jump is added after the step's own projection
+                y_new = rep.finalize(y_new)
             if np.any(slide):
                 S1[ii[slide], jj[slide]] = True
             if S1.any():
