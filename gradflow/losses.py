@@ -49,14 +49,18 @@ def margin_loss(z: np.ndarray, loss: str) -> tuple[np.ndarray, np.ndarray]:
     raise ValueError(f"`loss` must be one of {BINARY_LOSSES}, got {loss!r}")
 
 
-def mean_loss_and_dlogits(f: np.ndarray, y: np.ndarray, loss: str) -> tuple[float, np.ndarray]:
+def mean_loss_and_dlogits(f: np.ndarray, y: np.ndarray, loss: str, *,
+                          labels_checked: bool = False) -> tuple[float, np.ndarray]:
     """Mean loss over samples and its gradient with respect to the outputs f.
 
     f has shape (n,) for margin losses (y in {-1,+1}) or (n, C) for
-    cross-entropy (y integer class labels).
+    cross-entropy (y integer class labels). ``labels_checked=True`` skips the label
+    check (``check_labels``) for callers that ran it once for fixed labels (the ODE
+    field evaluates this with the same y at every stage).
     """
     n = f.shape[0]
-    _check_labels(f, y, loss)
+    if not labels_checked:
+        check_labels(y, n, f.shape[1] if f.ndim == 2 else 1, loss)
     if loss == "cross_entropy":
         yi = np.asarray(y, dtype=np.int64)
         logp = log_softmax(f, axis=1)
@@ -70,13 +74,13 @@ def mean_loss_and_dlogits(f: np.ndarray, y: np.ndarray, loss: str) -> tuple[floa
     return float(np.sum(lz / n)), y * dlz / n
 
 
-def _check_labels(f: np.ndarray, y, loss: str) -> None:
-    """Labels that fit the outputs: +-1 of f's shape, or integer classes in [0, C)."""
+def check_labels(y, n: int, n_outputs: int, loss: str) -> None:
+    """Labels that fit n outputs: +-1 of shape (n,), or integer classes in [0, n_outputs)."""
     y = np.asarray(y)
-    if y.shape != (f.shape[0],):
-        raise ValueError(f"`y` must have shape ({f.shape[0]},) like the outputs, got {y.shape}")
+    if y.shape != (n,):
+        raise ValueError(f"`y` must have shape ({n},) like the outputs, got {y.shape}")
     if loss == "cross_entropy":
-        C = f.shape[1]
+        C = n_outputs
         if not (np.all(y == np.round(y)) and np.all((y >= 0) & (y < C))):
             raise ValueError(f"`y` must hold integer class labels in [0, {C - 1}] for "
                              "cross_entropy")

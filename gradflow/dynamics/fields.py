@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..config import ModelConfig
-from ..losses import check_loss, exp_cap, mean_loss_and_dlogits
+from ..losses import check_labels, check_loss, exp_cap, mean_loss_and_dlogits
 from ..model import TwoLayerParams, gradient_from_features, output_sq_norms
 
 
@@ -53,6 +53,8 @@ class FlowProblem:
     def __post_init__(self):
         check_loss(self.loss, self.model.n_outputs)
         self.X = np.ascontiguousarray(self.X, dtype=np.float64)
+        # once here: dlogits runs at every stage with these same labels
+        check_labels(self.y, self.X.shape[0], self.model.n_outputs, self.loss)
         if self.center is not None and self.model.center_input:
             self.X = self.X - self.center
         self.act = self.model.activation_obj()
@@ -82,7 +84,7 @@ class FlowProblem:
             if -zmin > self._cap:
                 raise NonFiniteError(
                     "overflow", f"margin {zmin:.4g} makes exp(-margin) overflow float64")
-        value, g = mean_loss_and_dlogits(f, self.y, self.loss)
+        value, g = mean_loss_and_dlogits(f, self.y, self.loss, labels_checked=True)
         if not np.isfinite(value):
             raise NonFiniteError("nan", "loss became NaN or infinite")
         return value, g
