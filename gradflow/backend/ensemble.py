@@ -403,7 +403,8 @@ def _train_chunk(members: list[EnsembleMember], cfg: TrainConfig, device, dtype,
         """One history row holding the members in ``rows_of`` (NaN for the others);
         returns which of them have saturated exponential-loss margins."""
         nanR = np.full(R, np.nan)
-        rank = rank_of & rows_of if cfg.rank_every > 0 else None
+        rank = rank_of & rows_of
+        rank = rank if rank.any() else None  # no Gram matrices to accumulate
         if cfg.eval_every == 0:  # only the minibatch loss (see TrainConfig.eval_every)
             tr = {"loss": nanR, "acc": nanR, "min_margin": nanR, "rank_H": nanR}
             te, rank = None, None
@@ -445,9 +446,8 @@ def _train_chunk(members: list[EnsembleMember], cfg: TrainConfig, device, dtype,
         dead = torch.as_tensor(np.flatnonzero(~alive), device=device)
         frozen = (dead, [p.detach()[dead].clone() for p in params])
 
-    all_members = np.ones(R, dtype=bool)
-    fail(record(0, np.full(R, np.nan), all_members, all_members), "overflow",
-         "exponential-loss margins saturated", 0)
+    fail(record(0, np.full(R, np.nan), np.ones(R, dtype=bool), np.full(R, cfg.rank_every > 0)),
+         "overflow", "exponential-loss margins saturated", 0)
     bar = tqdm(range(cfg.epochs), disable=not cfg.progress, leave=False,
                desc=f"ensemble {offset + 1}-{offset + R}/{total}")
     for epoch in bar:
@@ -492,7 +492,8 @@ def _train_chunk(members: list[EnsembleMember], cfg: TrainConfig, device, dtype,
             # train() records a failing run's last epoch off the schedule, without ranks
             rows_of = alive.copy() if scheduled else bad
             rank_due = cfg.rank_every > 0 and (ep % cfg.rank_every == 0 or ep == cfg.epochs)
-            sat = record(ep, batch_loss, rows_of, alive & ~bad if rank_due else ~all_members)
+            sat = record(ep, batch_loss, rows_of,
+                         alive & ~bad if rank_due else np.zeros(R, dtype=bool))
             fail(sat & ~bad, "overflow", "exponential-loss margins saturated", ep)
         fail(bad_nan, "nan", "NaN in the parameters or the loss", ep)
         fail(bad_inf, "overflow", "infinite parameters or loss", ep)
