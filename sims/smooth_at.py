@@ -167,7 +167,7 @@ def _run(cfg: dict, ctx) -> StudyOutput:
     return StudyOutput(checks=checks, arrays=arrays, metrics=metrics)
 
 
-# tick labels broken over two lines; the rest come from gradflow.plots.style.activation_label
+# tick labels broken over two lines; the rest come from gradflow.plots.activation_label
 _ACT_NAMES = {"param_softplus": "param.\nsoftplus", "relu_softplus_grad": "ReLU,\nsoftplus grad"}
 
 

@@ -105,9 +105,8 @@ class RaySearchL2(Attack):
             sigma[rows] = torch.where(ok, 1.5 * sigma[rows], 0.85 * sigma[rows]).clamp(max=2.0)
         if eps is not None:
             r = torch.where(r <= eps, r, torch.full_like(r, float("inf")))
-        ok = torch.isfinite(r)
-        x_adv = past_ties(ctx, x, u, r, ok)  # float32 roots can be ties on the whole batch
-        return torch.where(expand_like(ok, x), x_adv, x)
+        # float32 roots can be ties on the whole batch
+        return past_ties(ctx, x, u, r, torch.isfinite(r))
 
 
 @dataclass

@@ -100,7 +100,7 @@ def past_ties(ctx: AttackContext, x, u, r, ok) -> torch.Tensor:
             break
         r_safe = torch.where(bad, r_safe * (1 + 4.0 ** (k + 1) * ulp), r_safe)
         x_adv = x + expand_like(r_safe, x) * u
-    return x_adv
+    return torch.where(expand_like(ok, x), x_adv, x)
 
 
 class MinNormL2(Attack):
@@ -287,7 +287,6 @@ class MinNormL2(Attack):
         if eps is not None:  # a budget caps the search: points beyond it do not count
             best_r = torch.where(best_r <= eps, best_r, torch.full_like(best_r, float("inf")))
         ok = torch.isfinite(best_r)
-        x_adv = past_ties(ctx, x, best_u, best_r, ok)
         ctx.info.update({"method": [METHODS[i] if i >= 0 else "none" for i in method.tolist()],
                            "kkt_cos": kkt})
-        return torch.where(expand_like(ok, x), x_adv, x)
+        return past_ties(ctx, x, best_u, best_r, ok)

@@ -61,7 +61,7 @@ def _refine_crossing(sol, X, model, a0: float, a1: float, level: float,
     return float(guess)
 
 
-def _or_none(a):
+def _array_or_empty(a):
     return np.zeros(0) if a is None else np.asarray(a)
 
 
@@ -246,7 +246,8 @@ def simulate(
             raise RuntimeError(f"simulate failed with status {e.kind!r}: {e}") from e
         return out
 
-    fp = fingerprint(X, y, params0.W, params0.v, _or_none(params0.b), _or_none(params0.center),
+    fp = fingerprint(X, y, params0.W, params0.v, _array_or_empty(params0.b),
+                     _array_or_empty(params0.center),
                      model.to_dict(), loss, cls.name,
                      sorted(sol.options.items(), key=str), save_ts, t0,
                      [stop.t_max, stop.loss_target, stop.norm_cap, stop.alignment_fraction])

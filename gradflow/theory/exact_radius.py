@@ -229,8 +229,6 @@ def _masked_points(A, s, B0, red: _Reduced, n_iter, n_small=5):
         on_own = np.any(~off & (clf.labels[None, :] * s[:, None] > 0), axis=1)
         on_opp = np.any(~off & (clf.labels[None, :] * s[:, None] < 0), axis=1)
         subsets.append((off, on_own & on_opp))
-    if not subsets:
-        return np.zeros((n, 0, K))
     off = np.concatenate([o for o, _ in subsets])
     valid = np.concatenate([v for _, v in subsets])
     Am, sm, off = np.tile(A, (len(subsets), 1))[valid], np.tile(s, len(subsets))[valid], off[valid]
