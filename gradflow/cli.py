@@ -204,8 +204,7 @@ def _apply_run_seed(cfg: dict, args) -> None:
 def _check_output_paths(args) -> None:
     """Fail on an output path that cannot be a folder (or file) before any computing, with
     the option's name (the library would raise FileExistsError or NotADirectoryError late)."""
-    from .io import check_dir_path
-    from .studies.runner import check_file_path
+    from .io import check_dir_path, check_file_path
 
     if getattr(args, "out", None):
         check_dir_path(args.out, "--out")

@@ -38,13 +38,31 @@ def check_dir_path(path: str | os.PathLike, name: str) -> Path:
     the results exist.
     """
     path = Path(path)
-    for p in (path, *path.parents):
-        if p.exists():
-            if not p.is_dir():
-                why = "is a file" if p == path else f"cannot be created: `{p}` is a file"
-                raise ValueError(f"`{name}` must be a folder, but `{path}` {why}")
-            break
+    p = _blocking_file((path, *path.parents))
+    if p is not None:
+        why = "is a file" if p == path else f"cannot be created: `{p}` is a file"
+        raise ValueError(f"`{name}` must be a folder, but `{path}` {why}")
     return path
+
+
+def check_file_path(path: str | os.PathLike, name: str) -> Path:
+    """Check that ``path`` can be written as a file (ValueError naming ``name`` otherwise)."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"`{name}` must be a file, but `{path}` is a folder")
+    p = _blocking_file(path.parents)
+    if p is not None:
+        raise ValueError(f"`{name}` `{path}` cannot be created: `{p}` is a file, not a folder")
+    return path
+
+
+def _blocking_file(candidates) -> Path | None:
+    """The first existing path among ``candidates`` (a path and then its parents) when it is
+    a file, so no folder can be created below it; None when it is a folder or none exists."""
+    for p in candidates:
+        if p.exists():
+            return None if p.is_dir() else p
+    return None
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:

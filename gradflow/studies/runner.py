@@ -21,7 +21,15 @@ from typing import Any
 
 import numpy as np
 
-from ..io import atomic_write_text, check_dir_path, load_json, load_npz, save_json, save_npz
+from ..io import (
+    atomic_write_text,
+    check_dir_path,
+    check_file_path,
+    load_json,
+    load_npz,
+    save_json,
+    save_npz,
+)
 from .cache import RunCache, publish, run_key
 from .config import (
     apply_overrides,
@@ -160,20 +168,6 @@ def run_study(name: str, preset: str | None = "quick", *, config_file: str | Pat
     if md is not None:
         update_results_md(md, name, cfg["preset"], render_section(summary, command, figures))
     return StudyRun(summary=summary, out_dir=out_dir, figures=figures, cached=cached, key=key)
-
-
-def check_file_path(path: str | Path, name: str) -> Path:
-    """Check that ``path`` can be written as a file (ValueError naming ``name`` otherwise)."""
-    path = Path(path)
-    if path.is_dir():
-        raise ValueError(f"`{name}` must be a file, but `{path}` is a folder")
-    for p in path.parents:
-        if p.exists():
-            if not p.is_dir():
-                raise ValueError(f"`{name}` `{path}` cannot be created: `{p}` is a file, "
-                                 "not a folder")
-            break
-    return path
 
 
 def _execute(study: Study, cfg: dict, key: str, folder: Path, command: str,

@@ -131,13 +131,14 @@ def run_sweep(spec: SweepSpec, *, out: str | Path | None = None,
     check_dir_path(out_dir, "out")  # fail before the cluster starts, not after the cells ran
     cache = CellCache(cache_dir)
     check_dir_path(cache.root, "cache_dir")
+    code = task.code  # hashes the task's source file: once, not per cell
     cells = []
     for i, (values, raw) in enumerate(spec.cells()):
         try:
             cfg = task.prepare(raw)
         except ValueError as err:
             raise ValueError(f"grid cell {i} ({_describe(values)}): {err}") from None
-        cells.append((values, cfg, cell_key(task.name, cfg, task.code)))
+        cells.append((values, cfg, cell_key(task.name, cfg, code)))
     unique = {key: cfg for _, cfg, key in cells}
     todo = {k: c for k, c in unique.items() if force or cache.get(task.name, k) is None}
     out_dir.mkdir(parents=True, exist_ok=True)
