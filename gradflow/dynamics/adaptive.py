@@ -264,7 +264,7 @@ class GradFlowSolver(FlowSolver):
         U, rho = self.rep.split(self.y)
         om = self._omega(self.f)
         U1, rho1, mask1, S1, sw = exact_relu_step(U, rho, self.s, self.problem.X, om,
-                                                  self.mask, self.S, H)
+                                                  self.mask, self.S, H, self.problem.groups)
         y_new = np.concatenate([U1.ravel(), rho1])
         k_new, loss_new, f_new = self.rep.field(y_new, mask1, S1)
         self.nfev += 1
@@ -421,6 +421,8 @@ class GradFlowSolver(FlowSolver):
                 y_new = rep.finalize(y_new)
             if np.any(slide):
                 S1[ii[slide], jj[slide]] = True
+                if pb.groups is not None:  # a shared surface: its other samples slide too
+                    S1 = pb.groups.spread(S1)
             if S1.any():
                 y_new = rep.project_sliding(y_new, S1)
             if np.any(corr) or S1.any():
@@ -482,7 +484,8 @@ class GradFlowSolver(FlowSolver):
         t_cur, out = self.t_old, {}
         for k in np.argsort(ts):
             U, rho, mask, S, sw = exact_relu_step(U, rho, self.s, self.problem.X, om, mask, S,
-                                                  max(float(ts[k]) - t_cur, 0.0))
+                                                  max(float(ts[k]) - t_cur, 0.0),
+                                                  self.problem.groups)
             self._count_switches(sw)
             t_cur = max(float(ts[k]), t_cur)
             out[k] = self.rep.unpack(np.concatenate([U.ravel(), rho]))

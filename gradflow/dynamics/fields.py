@@ -65,6 +65,14 @@ class FlowProblem:
                            if self.act.name in ("prelu", "relu") else None)
         self._cap = exp_cap(np.float64)
         self.xnorm = np.linalg.norm(self.X, axis=1)
+        self._groups = None
+
+    @property
+    def groups(self) -> SurfaceGroups | None:
+        """Samples sharing a ReLU switching surface (``surface_groups``), computed once."""
+        if self._groups is None:
+            self._groups = (surface_groups(self.X),)
+        return self._groups[0]
 
     @property
     def n(self) -> int:
@@ -238,6 +246,98 @@ def project_invariants(W, v, c0, max_iter: int = 60):
     return W, v
 
 
+_SURFACE_TOL = 1e-9
+
+
+@dataclass(frozen=True)
+class SurfaceGroups:
+    """Samples on one line through 0: x_i = sign_i scale_i x_head(i), scale_i > 0.
+
+    They share the switching surface <w, x_i> = 0 of every ReLU neuron, so they switch
+    together (those with sign -1 to the other side), and while a neuron slides on the
+    surface they act as one constraint with one Filippov multiplier: the field there is
+    lambda times the on side's push plus (1 - lambda) times the off side's. Taken one by
+    one, the min-norm split of that multiplier among them is arbitrary (for x and -x it
+    always puts one of them below 0), and they switched back and forth without end.
+    """
+
+    head: np.ndarray   # (n,) index of each sample's representative (its smallest index)
+    index: np.ndarray  # (n,) group number 0..m-1 of each sample
+    scale: np.ndarray  # (n,) |x_i| / |x_head(i)|
+    sign: np.ndarray   # (n,) +1 where x_i points like x_head(i), -1 where opposite
+    heads: np.ndarray  # (m,) the representatives
+
+    @property
+    def m(self) -> int:
+        return self.heads.size
+
+    def spread(self, M: np.ndarray) -> np.ndarray:
+        """(n, h) booleans -> True for every sample whose group has a True for that column."""
+        G = np.zeros((self.m, M.shape[1]), dtype=np.int64)
+        np.add.at(G, self.index, M)
+        return G[self.index] > 0
+
+    def pool(self, lam: np.ndarray, force: np.ndarray, sliding: np.ndarray) -> np.ndarray:
+        """The group's multiplier for every sliding pair, from the per-sample ones.
+
+        Sample i contributes lambda_i force_i x_i, so the group's sum is M x_head with
+        M = sum lambda_i force_i sign_i scale_i. On its surface the group contributes
+        lambda_G Pos - (1 - lambda_G) Neg (times x_head; Pos and Neg the summed
+        force_i scale_i of the members pointing each way), so lambda_G = (M + Neg) /
+        (Pos + Neg); members pointing the other way are on when the group is off and get
+        1 - lambda_G. Where Pos + Neg = 0 the surface exerts no push: lambda_G = 1/2.
+        """
+        ii, jj = np.nonzero(sliding)
+        key = self.index[ii] * sliding.shape[1] + jj
+        w = force[ii] * self.scale[ii]
+        neg = self.sign[ii] < 0
+        M = np.bincount(key, weights=lam[ii, jj] * w * self.sign[ii])
+        Neg = np.bincount(key, weights=np.where(neg, w, 0.0), minlength=M.size)
+        tot = np.bincount(key, weights=w, minlength=M.size)
+        lam_g = np.divide(M + Neg, tot, out=np.full(M.shape, 0.5), where=tot != 0)
+        out = lam.copy()
+        out[ii, jj] = np.where(neg, 1.0 - lam_g[key], lam_g[key])
+        return out
+
+
+def surface_groups(X: np.ndarray, tol: float = _SURFACE_TOL) -> SurfaceGroups | None:
+    """Group the rows of X that lie on one line through 0; None if no two do.
+
+    Directions within ``tol`` count as equal: treating two surfaces that far apart as one
+    moves a switch by a relative ``tol``, far below any integration tolerance. Rows are
+    compared by their direction up to sign, sorted along a fixed random vector (one line
+    gives one key), and only runs of keys within ``tol`` are compared, so the usual
+    all-distinct case costs one sort. Zero rows never switch and stay alone.
+    """
+    n, D = X.shape
+    norm = np.linalg.norm(X, axis=1)
+    Xh = X / np.where(norm > 0, norm, 1.0)[:, None]
+    probe = np.random.default_rng(0).standard_normal(D)
+    key = Xh @ (probe / np.linalg.norm(probe))
+    flip = np.where(key < 0, -1.0, 1.0)
+    Xh, key = Xh * flip[:, None], np.abs(key)  # |key_i - key_k| <= |Xh_i - Xh_k|
+    order = np.argsort(key, kind="stable")
+    near = np.concatenate([[False], np.diff(key[order]) <= tol, [False]]).astype(np.int8)
+    edge = np.diff(near)
+    head = np.arange(n)
+    for a, b in zip(np.flatnonzero(edge == 1), np.flatnonzero(edge == -1)):
+        firsts: list[int] = []
+        for i in np.sort(order[a : b + 1]):  # the smallest index represents its group
+            if norm[i] == 0:
+                continue
+            match = next((r for r in firsts if np.linalg.norm(Xh[i] - Xh[r]) <= tol), None)
+            if match is None:
+                firsts.append(int(i))
+            else:
+                head[i] = match
+    if np.all(head == np.arange(n)):
+        return None
+    heads, index = np.unique(head, return_inverse=True)
+    hn = norm[head]
+    scale = np.where(hn > 0, norm / np.where(hn > 0, hn, 1.0), 1.0)
+    return SurfaceGroups(head, index, scale, flip * flip[head], heads)
+
+
 def min_norm_solve(G, r, rcond: float = 1e-12):
     """Minimum-norm solution of G x = r for a stack of symmetric PSD G (k, m, m), r (k, m).
 
@@ -359,7 +459,10 @@ class PolarRep:
         mu = min_norm_solve(Pxs @ np.swapaxes(Pxs, 1, 2), rhs)
         B[cols] += np.einsum("km,kmd->kd", mu, Xs)
         lam[ii, jj] = mu[slot] / wq[ii]
-        return lam
+        groups = self.pb.groups
+        # a shared surface has one multiplier: the min-norm split among its samples is
+        # arbitrary, so release decisions use the group's
+        return lam if groups is None else groups.pool(lam, wq, sliding)
 
     def project_sliding(self, y, sliding):
         """Put every neuron back onto its sliding surfaces <u_j, x_i> = 0, then renormalise."""

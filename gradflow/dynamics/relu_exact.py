@@ -24,7 +24,10 @@ samples, toward the projection a_S of a_base (the field without the sliding samp
 onto their orthogonal complement. Because <x_k, u> = 0 there, the multipliers
 lambda_k = mu_k / (s omega_k) of a_S = a_base + sum_k mu_k x_k do not depend on u: they
 only change at the neuron's next switch, where a pair whose lambda left (0, 1) is
-released to that side.
+released to that side. Samples on one line through 0 (duplicates, x and 2x, x and -x)
+share their switching surface and are advanced as one sample (``exact_relu_step``): one
+at a time, the split of the surface's multiplier among them is arbitrary, and on
+duplicated data they switched back and forth without end.
 
 The only approximation is omega held at its value at the start of a macro step; its
 relative change is bounded by the growth of max_i |f_i| (exponential loss:
@@ -41,6 +44,8 @@ import numpy as np
 from ._base import StepFailure
 
 _MAX_EVENTS = 100_000  # per neuron and macro step: a guard against Zeno-like cycling
+# |<a_hat, x_i>| / |x_i| below this is rounding (|a_hat| = 1; a D-term dot product)
+_A_TINY = 1e-12
 
 
 def _project_sliding(a_base, Xs, s, om_s):
@@ -49,13 +54,14 @@ def _project_sliding(a_base, Xs, s, om_s):
     return a_base + mu @ Xs, mu / (s * om_s)
 
 
-def _advance_neuron(u, rho, s, X, om, act, sl, H):
+def _advance_neuron(u, rho, s, X, xnorm, om, act, sl, H, a_const):
     """Advance one neuron exactly by time H (patterns ``act``, ``sl`` updated in place).
 
-    Returns (u, rho, number of switches). ``om`` are the (scaled) loss weights.
+    Returns (u, rho, number of switches). ``om`` are the (scaled) loss weights, ``xnorm``
+    the row norms of X, ``a_const`` a push that does not depend on the pattern.
     """
     t, events = 0.0, 0
-    a_base = s * (om[act] @ X[act])
+    a_base = s * (om[act] @ X[act]) + a_const
     while True:
         if events > _MAX_EVENTS:
             raise StepFailure(f"more than {_MAX_EVENTS} pattern switches of one neuron "
@@ -83,7 +89,10 @@ def _advance_neuron(u, rho, s, X, om, act, sl, H):
         e = e / sn
         q0 = sn / (1.0 + c0) if c0 > -0.5 else (1.0 - c0) / sn  # tan(theta/2), stable
         A, B = X @ a_hat, X @ e
-        cand = ~sl & (act != (A > 0.0)) & (A != 0.0)
+        # |A_i| at rounding level: a_hat (almost) inside the surface, e.g. right after a
+        # release with lambda ~ 0; z_i then stays within that level of 0, and acting on
+        # the sign of rounding noise would switch the sample back and forth forever
+        cand = ~sl & (act != (A > 0.0)) & (np.abs(A) > _A_TINY * xnorm)
         t_next, i_next = math.inf, -1
         if cand.any():
             ii = np.nonzero(cand)[0]
@@ -123,21 +132,44 @@ def _advance_neuron(u, rho, s, X, om, act, sl, H):
             u = u / np.linalg.norm(u)
 
 
-def exact_relu_step(U, rho, s, X, omega, mask, S, H):
+def exact_relu_step(U, rho, s, X, omega, mask, S, H, groups=None):
     """Advance all neurons exactly by H with constant loss weights (module docstring).
 
     U (h, D) unit rows, rho (h,), s (h,) signs, X (n, D), omega (n,) the loss weights
     (times the input scale), mask (n, h) active pairs, S (n, h) sliding pairs.
+    ``groups`` (``fields.SurfaceGroups``): samples on one line through 0 share a
+    switching surface and are advanced as one sample x_head: on its positive side it
+    pushes with Pos = sum of omega_i scale_i over the members pointing like x_head, on
+    the other side with -Neg (the others), i.e. a constant -Neg x_head plus a sample of
+    weight Pos + Neg. Each group's pattern is its head's.
     Returns (U, rho, mask, S, switches), all new arrays.
     """
     U, rho = U.copy(), rho.copy()
-    mask, S = mask.copy(), S.copy()
+    n = X.shape[0]
+    if groups is None:
+        heads, index, pos = np.arange(n), None, np.ones(n, dtype=bool)
+        Xg, omg, const = X, omega, np.zeros(X.shape[1])
+    else:
+        heads, index, pos = groups.heads, groups.index, groups.sign > 0
+        Xg = X[heads]
+        omg = np.bincount(index, weights=omega * groups.scale, minlength=heads.size)
+        const = omega[~pos] @ X[~pos]  # = -sum_g Neg_g x_head(g): the off sides' push
+    mask, S = mask[heads].copy(), S[heads].copy()
+    # a surface whose two sides push alike has no switch to make: it only needs its side
+    live = omg != 0.0
+    Xl, oml = Xg[live], omg[live]
+    xnorm = np.linalg.norm(Xl, axis=1)
     switches = 0
     for j in range(U.shape[0]):
-        act, sl = mask[:, j].copy(), S[:, j].copy()
-        act &= ~sl
-        U[j], rho[j], ev = _advance_neuron(U[j], float(rho[j]), float(s[j]), X, omega,
-                                           act, sl, H)
-        mask[:, j], S[:, j] = act, sl
+        act, sl = mask[live, j] & ~S[live, j], S[live, j].copy()
+        U[j], rho[j], ev = _advance_neuron(U[j], float(rho[j]), float(s[j]), Xl, xnorm,
+                                           oml, act, sl, H, s[j] * const)
+        mask[live, j], S[live, j] = act, sl
         switches += ev
+    if not live.all():
+        mask[~live] = Xg[~live] @ U.T > 0.0
+        S[~live] = False
+    if index is not None:
+        mask, S = mask[index], S[index]
+        mask = np.where(pos[:, None], mask, ~mask & ~S)  # opposite members: the other side
     return U, rho, mask, S, switches
