@@ -327,6 +327,7 @@ class GradFlowSolver(FlowSolver):
                 continue
             y_new = rep.finalize(y_new)
             new = (K[-1], loss_i, f_i, getattr(rep, "last_lambda", None))
+            y_plain = y_new
             if self.freeze:
                 new = self._update_pattern(y_new, new, h)
                 if new is None:  # a significant neuron crossed too far: shorter step
@@ -336,6 +337,9 @@ class GradFlowSolver(FlowSolver):
         self.y_old, self.k_old, self.t_old = self.y, self.k, self.t
         self.y, self.k, self.loss, self.f = y_new, k_new, loss_new, f_new
         self._K = np.array(K)
+        # switch corrections and sliding projections move the step end off the RK
+        # polynomial: the dense output blends them in linearly, so it ends at the state
+        self._dense_fix = None if y_new is y_plain else y_new - y_plain
         self.t = self.t_bound if self.t + h >= self.t_bound else self.t + h
         self.n_steps += 1
         fac = self._step_factor(err)
@@ -347,6 +351,7 @@ class GradFlowSolver(FlowSolver):
         self.h = h * fac
 
     _sw = 0.0
+    _dense_fix = None
     _err_old = 1e-4
     _rejected_last = False
 
@@ -474,7 +479,10 @@ class GradFlowSolver(FlowSolver):
             s = 0.0 if h == 0 else (t - self.t_old) / h
             coef = self.dense_matrix @ (s ** np.arange(1, 5))
             # finalize: interpolated states get the same projection as step ends
-            out.append(self.rep.unpack(self.rep.finalize(self.y_old + h * (coef @ self._K))))
+            y = self.y_old + h * (coef @ self._K)
+            if self._dense_fix is not None:
+                y = y + s * self._dense_fix
+            out.append(self.rep.unpack(self.rep.finalize(y)))
         return out
 
     def _dense_exact(self, ts) -> list[TwoLayerParams]:
@@ -497,6 +505,7 @@ class GradFlowSolver(FlowSolver):
                 "mask": self.mask if self.freeze else np.zeros(0),
                 "S": self.S if self.freeze else np.zeros(0),
                 "K": self._K if getattr(self, "_K", None) is not None else np.zeros(0),
+                "dense_fix": np.zeros(0) if self._dense_fix is None else self._dense_fix,
                 "exact": self.exact, "ev": self._ev, "err_old": self._err_old,
                 "rejected_last": self._rejected_last,
                 "exact_old": (np.concatenate([self._exact_old[0].ravel(), self._exact_old[1].ravel(),
@@ -509,6 +518,8 @@ class GradFlowSolver(FlowSolver):
         self.y_old, self.k_old = s["y_old"].copy(), s["k_old"].copy()
         self.h, self.n_switch_rejected = float(s["h"]), int(s["n_switch_rejected"])
         self._K = s["K"].copy() if s["K"].size else None
+        fix = s.get("dense_fix", np.zeros(0))
+        self._dense_fix = fix.copy() if fix.size else None
         if self.freeze:
             self.mask, self.S = s["mask"].astype(bool), s["S"].astype(bool)
         self.exact, self._ev = bool(s.get("exact", False)), float(s.get("ev", 0.0))
