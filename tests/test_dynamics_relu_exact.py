@@ -11,6 +11,7 @@ from gradflow.dynamics import Stop, simulate
 from gradflow.dynamics.fields import FlowProblem, PolarRep, min_norm_solve
 from gradflow.dynamics.relu_exact import exact_relu_step
 from gradflow.init import init_params
+from gradflow.model import TwoLayerParams
 
 
 def _small(h=8, n=60, D=16, eps=1e-5, seed=1):
@@ -347,3 +348,72 @@ def test_dense_output_includes_the_switch_corrections():
             [p.W.ravel(), p.v])))
     assert corrected > 100  # most steps switch or slide here
     assert worst < 1e-12  # rounding: the blended dense output ends at the state
+
+
+def test_cartesian_filippov_field_keeps_sliding_pairs_on_their_surfaces():
+    from gradflow.dynamics.fields import CartesianRep
+
+    data, mc, _ = _small()
+    P = init_params(mc, InitConfig(eps=1e-3, mode="independent", seed=2), 16)
+    pb = FlowProblem(data.X, data.y, mc)
+    rep = CartesianRep(pb, P, conserve=True)
+    y = rep.pack(P)
+    Z = rep.preact(y)
+    # each neuron slides on its two samples closest to its surface
+    S = np.zeros_like(Z, dtype=bool)
+    for j in range(Z.shape[1]):
+        S[np.argsort(np.abs(Z[:, j]))[:2], j] = True
+    y = rep.project_sliding(y, S)
+    Zs = rep.preact(y)
+    assert np.max(np.abs(Zs[S])) < 1e-15  # on the surfaces (W is ~1e-3)
+    F, _, _ = rep.field(y, Zs > 0, S)
+    dW, dv, _ = rep.split(F)
+    dZ = pb.X @ dW.T
+    scale = np.max(np.abs(dZ))
+    assert np.max(np.abs(dZ[S])) < 1e-12 * scale  # d<w_j, x_i>/dt = 0 for sliding pairs
+    # v_j is untouched by the sliding samples (relu(0) = 0): the unfrozen field's dv
+    F0, _, _ = rep.field(y, (Zs > 0) & ~S)
+    np.testing.assert_allclose(rep.split(F0)[1], dv, rtol=1e-12)
+    assert rep.last_lambda is None and np.all(np.isfinite(rep.split(F)[0]))
+
+
+def test_unbalanced_relu_slides_instead_of_chattering():
+    # Unbalanced init (the Cartesian variables): sliding pairs used to chatter with an
+    # uncontrolled error, 1.3e-3 on this configuration whatever switch_tol (1.5e-3 at
+    # 1e-5). With Filippov sliding: 1.9e-4, and 7e-5 at switch_tol 1e-5.
+    data = make_subclass_data(DataConfig(K=4, K1=2, D=16, alpha=0.1, n=60, seed=0))
+    mc = ModelConfig(width=8, p=1.0)
+    P = init_params(mc, InitConfig(eps=1e-6, mode="independent", seed=0), 16)
+    T = 60.0
+    ref = simulate(data, mc, P, solver="rk4", options={"dt": 0.005}, t_max=T,
+                   save_at=[T], progress=False)
+    errs = []
+    for tol in (1e-4, 1e-5):
+        s = simulate(data, mc, P, t_max=T, save_at=[T], progress=False,
+                     options={"switch_tol": tol})
+        assert s.status == "success" and s.invariant_drift < 1e-12
+        errs.append(np.linalg.norm(s.theta[-1] - ref.theta[-1])
+                    / np.linalg.norm(ref.theta[-1]))
+    # RK4 dt 0.005 chatters across the surfaces itself (~5e-5 off on such configs)
+    assert errs[0] < 5e-4 and errs[1] < 2e-4
+
+
+def test_a_one_dimensional_neuron_sliding_on_w_0_dies():
+    # D = 1: <w, x> = 0 is w = 0. Here every neuron's pull on one side of 0 and push on
+    # the other trap w at 0 (fine RK4 chatters around it at ~1e-8); the output weights
+    # then stay put. The chattering Cartesian path ended with w ~ 7.5e-6, 8% of theta.
+    X = np.array([[-0.22307947], [-1.04451097], [-0.91979509], [-0.18717501], [-0.52078375],
+                  [0.9392131], [1.13787037], [0.0160212], [0.47359957], [-1.33518837]])
+    y = np.array([1.0, -1, 1, 1, -1, 1, -1, 1, -1, -1])
+    W = np.array([[2.02733756e-05], [6.13509386e-05], [7.47940893e-06]])
+    P = TwoLayerParams(W, np.full(3, 1e-4))
+    mc = ModelConfig(width=3, p=1.0)
+    refs = [simulate(X=X, y=y, model=mc, params=P, solver="rk4", options={"dt": dt},
+                     t_max=40.0, save_at=[40.0], progress=False) for dt in (0.004, 0.002)]
+    s = simulate(X=X, y=y, model=mc, params=P, t_max=40.0, save_at=[40.0], progress=False)
+    assert np.all(np.abs(refs[1].W[-1]) < 1e-7)
+    assert np.all(np.abs(s.W[-1]) < 1e-12)
+    # chattering RK4 is first order here (v: 9.7867e-5 at dt 0.005, 9.7912e-5 at 0.001):
+    # compare with its Richardson extrapolation
+    v_ref = 2 * refs[1].v[-1] - refs[0].v[-1]
+    np.testing.assert_allclose(s.v[-1], v_ref, rtol=2e-5)

@@ -39,8 +39,8 @@ Design (details and measurements in docs/dynamics.md):
     multiplier lambda_ij in (0, 1) that keeps d<u_j, x_i>/dt = 0 (one small
     least-squares solve per sliding neuron and evaluation). A pair leaves S_j
     to the inactive (lambda <= 0) or active (lambda >= 1) side.
-  Sliding sets need the polar variables; the Cartesian path lets sliding
-  pairs chatter (``sliding='chatter'``).
+  The Cartesian variables (unbalanced networks) slide the same way, on
+  <w_j, x_i> = 0; ``sliding='chatter'`` lets sliding pairs chatter instead.
 * ReLU alignment phase. While max|f| < ``exact_fmax`` (default rtol) the loss weights
   are constant up to a relative O(max|f|), the neurons decouple and each moves on a
   great circle between pattern switches: ``relu_exact`` advances them exactly (macro
@@ -99,7 +99,7 @@ class GradFlowSolver(FlowSolver):
         (p=1 only; default 1e-4).
     switch_order: 2 (default): the switching error after the jump correction is
         estimated as tau h |jump| min(1, h |rate_j|) (second order); 1: tau h |jump|.
-    sliding: 'filippov' (default; polar variables) or 'chatter' (p=1 only).
+    sliding: 'filippov' (default) or 'chatter' (p=1 only).
     variables: 'auto' (polar for balanced ReLU networks, else Cartesian), 'polar' or
         'cartesian'.
     project: Cartesian variables: after every step (and at save times) project each
@@ -191,7 +191,7 @@ class GradFlowSolver(FlowSolver):
         h, n = self.rep.h, problem.n
         self.mask = self.rep.preact(self.y) > 0 if self.freeze else None
         self.S = np.zeros((n, h), dtype=bool) if self.freeze else None
-        self.filippov = self.freeze and var == "polar" and o["sliding"] == "filippov"
+        self.filippov = self.freeze and o["sliding"] == "filippov"
         self.s = getattr(self.rep, "s", None)
         self.k, self.loss, self.f = self.rep.field(self.y)
         self.nfev = 1
@@ -368,7 +368,7 @@ class GradFlowSolver(FlowSolver):
         Entries whose sign changed are classified: transversal (the new side's field
         carries on) -> error tau h |jump| x significance, checked against switch_tol;
         sliding (it points back, only possible when s_j y_i < 0) -> the pair joins the
-        sliding set (polar variables) and the neuron is projected onto the surface.
+        sliding set and the neuron is projected onto the surface.
         Sliding pairs whose multiplier lambda left (0, 1) are released to that side.
         """
         rep, pb = self.rep, self.problem
@@ -393,8 +393,12 @@ class GradFlowSolver(FlowSolver):
             _, g = pb.dlogits(f_new)
             jump = rep.jump(y_new, np.abs(g))[ii, jj]
             tau = np.abs(z1) / np.maximum(np.abs(z0) + np.abs(z1), 1e-300)
-            slide = (crossed & ~transversal & (self.s[jj] * pb.y[ii] < 0) if self.filippov
+            # both sides push toward the surface: it crossed, and the new side points back
+            # (balanced neurons: only possible for s_j y_i < 0, a check against rounding)
+            slide = (crossed & ~transversal if self.filippov
                      else np.zeros(len(ii), dtype=bool))
+            if self.s is not None:
+                slide &= self.s[jj] * pb.y[ii] < 0
             # error of neuron j: time on the wrong side x jump (transversal), or the distance
             # it is moved back onto the surface (a new sliding pair)
             if self.options["switch_order"] == 2:
@@ -405,8 +409,11 @@ class GradFlowSolver(FlowSolver):
                 rate = np.maximum(rep.neuron_error(k_new, y_new, y_new),
                                   rep.neuron_error(self.k, self.y, self.y))[jj]
                 jump = jump * np.minimum(1.0, h * rate)
+            # the distance moved back onto a surface relative to the neuron (u is a unit
+            # vector; in Cartesian variables the neuron's size ||(w_j, v_j)||)
+            wn = np.ones(rep.h) if self.variables == "polar" else rep.neuron_sizes(y_new)
             per_pair = np.where(transversal, tau * h * jump,
-                                np.where(slide, np.abs(z1) / pb.xnorm[ii], 0.0))
+                                np.where(slide, np.abs(z1) / (pb.xnorm[ii] * wn[jj]), 0.0))
             per_neuron = np.bincount(jj, weights=per_pair, minlength=rep.h)
             sw = float(np.max(per_neuron * rep.significance(y_new)))
             self._sw = sw

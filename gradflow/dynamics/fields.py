@@ -155,7 +155,11 @@ class CartesianRep:
     def field(self, y, mask=None, sliding=None):
         """Return (F(y), loss, f). With ``mask``, relu(z) -> mask*z and relu'(z) -> mask.
 
-        ``sliding`` is not supported here (the Cartesian path lets patterns chatter).
+        ``sliding`` (n, h) marks pairs held on <w_j, x_i> = 0 (Filippov, p = 1): sample i
+        then pushes w_j with lambda_ij times its active push, lambda chosen so that
+        d<w_j, x_i>/dt = 0 for every sliding i of neuron j (min-norm solve per neuron,
+        as in ``PolarRep``; it adds nothing to v_j since relu(0) = 0). lambda is left
+        in ``self.last_lambda``.
         """
         pb = self.pb
         W, v, b = self.split(y)
@@ -163,10 +167,19 @@ class CartesianRep:
         if mask is None:
             phi, dphi = pb.act.both(Z)
         else:
-            dphi = mask.astype(np.float64)
+            dphi = (mask if sliding is None else mask & ~sliding).astype(np.float64)
             phi = Z * dphi
         value, f, g, grad_W, grad_v = gradient_from_features(
             pb.X, W, v, b, phi, dphi, pb.q, pb.xscale, pb.dlogits)
+        self.last_lambda = None
+        if sliding is not None and sliding.any():
+            # the push active sample i gives w_j: coef_ij x_i, coef_ij = -<g_i, v_j> xscale_i
+            coef = -(np.multiply.outer(g, v) if v.ndim == 1 else g @ v.T)
+            if pb.xscale is not None:
+                coef = coef * pb.xscale[:, None]
+            dW = -grad_W
+            self.last_lambda = filippov_push(pb, dW, sliding, coef)
+            grad_W = -dW
         parts = [-grad_W.ravel(), -grad_v.ravel()]
         if b is not None:
             parts.append(-np.ravel(g.sum(axis=0)))
@@ -181,6 +194,19 @@ class CartesianRep:
         np.add.at(W, jj, (-(vj * gi * dt))[:, None] * self.pb.X[ii])
         parts = [W.ravel(), v.ravel()] + ([np.ravel(b)] if b is not None else [])
         return np.concatenate(parts)
+
+    def project_sliding(self, y, sliding):
+        """Put every w_j back onto its sliding surfaces <w_j, x_i> = 0 (then the invariant)."""
+        W, v, b = self.split(y)
+        W = W.copy()
+        if sliding.any():
+            _, _, cols, _, Xs = sliding_stacks(self.pb.X, sliding)
+            coef = min_norm_solve(Xs @ np.swapaxes(Xs, 1, 2),
+                                  np.einsum("kmd,kd->km", Xs, W[cols]))
+            W[cols] -= np.einsum("km,kmd->kd", coef, Xs)
+        parts = [W.ravel(), v.ravel()] + ([] if b is None else [np.ravel(b)])
+        # the invariant projection only rescales w_j, which keeps it on its surfaces
+        return self.finalize(np.concatenate(parts))
 
     def neuron_sizes(self, y) -> np.ndarray:
         """||(w_j, v_j)|| per neuron, the scale of its relative error."""
@@ -289,7 +315,7 @@ class SurfaceGroups:
         """
         ii, jj = np.nonzero(sliding)
         key = self.index[ii] * sliding.shape[1] + jj
-        w = force[ii] * self.scale[ii]
+        w = (force[ii] if force.ndim == 1 else force[ii, jj]) * self.scale[ii]
         neg = self.sign[ii] < 0
         M = np.bincount(key, weights=lam[ii, jj] * w * self.sign[ii])
         Neg = np.bincount(key, weights=np.where(neg, w, 0.0), minlength=M.size)
@@ -336,6 +362,49 @@ def surface_groups(X: np.ndarray, tol: float = _SURFACE_TOL) -> SurfaceGroups | 
     hn = norm[head]
     scale = np.where(hn > 0, norm / np.where(hn > 0, hn, 1.0), 1.0)
     return SurfaceGroups(head, index, scale, flip * flip[head], heads)
+
+
+def sliding_stacks(X, sliding):
+    """The sliding samples of every sliding neuron as a zero-padded stack.
+
+    Returns (ii, jj, cols, slot, Xs): pairs (sample ii, neuron jj) grouped by
+    neuron, the sliding neurons ``cols``, each pair's (group, position) ``slot`` and
+    Xs (len(cols), max set size, D) with Xs[slot] = X[ii].
+    """
+    jj, ii = np.nonzero(sliding.T)
+    cols, start, m = np.unique(jj, return_index=True, return_counts=True)
+    group = np.searchsorted(cols, jj)
+    slot = (group, np.arange(jj.size) - start[group])
+    Xs = np.zeros((cols.size, int(m.max()), X.shape[1]))
+    Xs[slot] = X[ii]
+    return ii, jj, cols, slot, Xs
+
+
+def filippov_push(pb, B, sliding, force, U=None) -> np.ndarray:
+    """Add the sliding samples' pushes to B (h, D) in place; return lambda as (n, h).
+
+    Neuron j moves along B_j (projected off the unit vector U_j when given: the polar
+    variables) and must stay on <., x_k> = 0 for its sliding samples Xs: B_j gains
+    mu Xs with (P Xs)(P Xs)^T mu = -(P Xs) B_j, minimum-norm. A sample's multiplier is
+    lambda = mu / force, force (n,) or (n, h) the push it gives when active; samples
+    sharing a surface get their group's (``SurfaceGroups.pool``). The sets are small
+    (1-10 samples on the benchmark), so all neurons are solved at once.
+    """
+    lam = np.zeros(sliding.shape)
+    ii, jj, cols, slot, Xs = sliding_stacks(pb.X, sliding)
+    Pxs = Xs
+    if U is not None:
+        Uc = U[cols]
+        Pxs = Xs - np.einsum("kmd,kd->km", Xs, Uc)[:, :, None] * Uc[:, None, :]
+    rhs = -np.einsum("kmd,kd->km", Pxs, B[cols])
+    mu = min_norm_solve(Pxs @ np.swapaxes(Pxs, 1, 2), rhs)
+    B[cols] += np.einsum("km,kmd->kd", mu, Xs)
+    f = force[ii] if force.ndim == 1 else force[ii, jj]
+    lam[ii, jj] = mu[slot] / f
+    groups = pb.groups
+    # a shared surface has one multiplier: the min-norm split among its samples is
+    # arbitrary, so release decisions use the group's
+    return lam if groups is None else groups.pool(lam, force, sliding)
 
 
 def min_norm_solve(G, r, rcond: float = 1e-12):
@@ -414,7 +483,7 @@ class PolarRep:
         B = (Rq * wq[:, None]).T @ pb.X
         self.last_lambda = None
         if sliding is not None and sliding.any():
-            self.last_lambda = self._filippov(B, Uh, sliding, wq)
+            self.last_lambda = filippov_push(pb, B, sliding, wq, Uh)
         B -= np.sum(B * Uh, axis=1)[:, None] * Uh
         dU = self.s[:, None] * B
         return np.concatenate([dU.ravel(), drho]), value, f
@@ -429,47 +498,12 @@ class PolarRep:
         U /= np.linalg.norm(U, axis=1, keepdims=True)
         return np.concatenate([U.ravel(), rho])
 
-    def _sliding_stacks(self, sliding):
-        """The sliding samples of every sliding neuron as a zero-padded stack.
-
-        Returns (ii, jj, cols, slot, Xs): pairs (sample ii, neuron jj) grouped by
-        neuron, the sliding neurons ``cols``, each pair's (group, position) ``slot`` and
-        Xs (len(cols), max set size, D) with Xs[slot] = X[ii].
-        """
-        jj, ii = np.nonzero(sliding.T)
-        cols, start, m = np.unique(jj, return_index=True, return_counts=True)
-        group = np.searchsorted(cols, jj)
-        slot = (group, np.arange(jj.size) - start[group])
-        Xs = np.zeros((cols.size, int(m.max()), self.pb.X.shape[1]))
-        Xs[slot] = self.pb.X[ii]
-        return ii, jj, cols, slot, Xs
-
-    def _filippov(self, B, Uh, sliding, wq) -> np.ndarray:
-        """Add the sliding contributions to B in place; return lambda as an (n, h) array.
-
-        Neuron j with sliding samples Xs needs mu with P Xs (B_j + mu Xs) = 0 (P projects
-        off u_j): the minimum-norm solution of (P Xs)(P Xs)^T mu = -(P Xs) B_j. The sets
-        are small (1-10 samples on the benchmark), so all neurons are solved at once.
-        """
-        lam = np.zeros(sliding.shape)
-        ii, jj, cols, slot, Xs = self._sliding_stacks(sliding)
-        Uc = Uh[cols]
-        Pxs = Xs - np.einsum("kmd,kd->km", Xs, Uc)[:, :, None] * Uc[:, None, :]
-        rhs = -np.einsum("kmd,kd->km", Pxs, B[cols])
-        mu = min_norm_solve(Pxs @ np.swapaxes(Pxs, 1, 2), rhs)
-        B[cols] += np.einsum("km,kmd->kd", mu, Xs)
-        lam[ii, jj] = mu[slot] / wq[ii]
-        groups = self.pb.groups
-        # a shared surface has one multiplier: the min-norm split among its samples is
-        # arbitrary, so release decisions use the group's
-        return lam if groups is None else groups.pool(lam, wq, sliding)
-
     def project_sliding(self, y, sliding):
         """Put every neuron back onto its sliding surfaces <u_j, x_i> = 0, then renormalise."""
         U, rho = self.split(y)
         U = U.copy()
         if sliding.any():
-            _, _, cols, _, Xs = self._sliding_stacks(sliding)
+            _, _, cols, _, Xs = sliding_stacks(self.pb.X, sliding)
             coef = min_norm_solve(Xs @ np.swapaxes(Xs, 1, 2),
                                   np.einsum("kmd,kd->km", Xs, U[cols]))
             U[cols] -= np.einsum("km,kmd->kd", coef, Xs)
