@@ -24,6 +24,7 @@ makes the field smooth (see docs/dynamics.md).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -65,14 +66,11 @@ class FlowProblem:
                            if self.act.name in ("prelu", "relu") else None)
         self._cap = exp_cap(np.float64)
         self.xnorm = np.linalg.norm(self.X, axis=1)
-        self._groups = None
 
-    @property
+    @cached_property
     def groups(self) -> SurfaceGroups | None:
         """Samples sharing a ReLU switching surface (``surface_groups``), computed once."""
-        if self._groups is None:
-            self._groups = (surface_groups(self.X),)
-        return self._groups[0]
+        return surface_groups(self.X)
 
     @property
     def n(self) -> int:
@@ -173,13 +171,12 @@ class CartesianRep:
             pb.X, W, v, b, phi, dphi, pb.q, pb.xscale, pb.dlogits)
         self.last_lambda = None
         if sliding is not None and sliding.any():
-            # the push active sample i gives w_j: coef_ij x_i, coef_ij = -<g_i, v_j> xscale_i
-            coef = -(np.multiply.outer(g, v) if v.ndim == 1 else g @ v.T)
+            # active sample i adds coef_ij x_i to grad_W_j, coef_ij = <g_i, v_j> xscale_i
+            # (lambda = mu / coef is the same whether the solve is on grad_W or on -grad_W)
+            coef = np.multiply.outer(g, v) if v.ndim == 1 else g @ v.T
             if pb.xscale is not None:
                 coef = coef * pb.xscale[:, None]
-            dW = -grad_W
-            self.last_lambda = filippov_push(pb, dW, sliding, coef)
-            grad_W = -dW
+            self.last_lambda = filippov_push(pb, grad_W, sliding, coef)
         parts = [-grad_W.ravel(), -grad_v.ravel()]
         if b is not None:
             parts.append(-np.ravel(g.sum(axis=0)))
@@ -192,21 +189,18 @@ class CartesianRep:
         vj = v[jj] if v.ndim == 1 else np.sum(v[jj] * g[ii], axis=1)
         gi = g[ii] if v.ndim == 1 else 1.0
         np.add.at(W, jj, (-(vj * gi * dt))[:, None] * self.pb.X[ii])
-        parts = [W.ravel(), v.ravel()] + ([np.ravel(b)] if b is not None else [])
-        return np.concatenate(parts)
+        return self._join(W, v, b)
+
+    @staticmethod
+    def _join(W, v, b):
+        return np.concatenate([W.ravel(), v.ravel()] + ([np.ravel(b)] if b is not None else []))
 
     def project_sliding(self, y, sliding):
         """Put every w_j back onto its sliding surfaces <w_j, x_i> = 0 (then the invariant)."""
         W, v, b = self.split(y)
-        W = W.copy()
-        if sliding.any():
-            _, _, cols, _, Xs = sliding_stacks(self.pb.X, sliding)
-            coef = min_norm_solve(Xs @ np.swapaxes(Xs, 1, 2),
-                                  np.einsum("kmd,kd->km", Xs, W[cols]))
-            W[cols] -= np.einsum("km,kmd->kd", coef, Xs)
-        parts = [W.ravel(), v.ravel()] + ([] if b is None else [np.ravel(b)])
+        W = project_off_surfaces(self.pb.X, W, sliding)
         # the invariant projection only rescales w_j, which keeps it on its surfaces
-        return self.finalize(np.concatenate(parts))
+        return self.finalize(self._join(W, v, b))
 
     def neuron_sizes(self, y) -> np.ndarray:
         """||(w_j, v_j)|| per neuron, the scale of its relative error."""
@@ -380,6 +374,17 @@ def sliding_stacks(X, sliding):
     return ii, jj, cols, slot, Xs
 
 
+def project_off_surfaces(X, V, sliding) -> np.ndarray:
+    """A copy of V (h, D) with each row j orthogonally projected onto <., x_i> = 0 for
+    its sliding samples i (``sliding`` (n, h)): the nearest point on all its surfaces."""
+    V = V.copy()
+    if sliding.any():
+        _, _, cols, _, Xs = sliding_stacks(X, sliding)
+        coef = min_norm_solve(Xs @ np.swapaxes(Xs, 1, 2), np.einsum("kmd,kd->km", Xs, V[cols]))
+        V[cols] -= np.einsum("km,kmd->kd", coef, Xs)
+    return V
+
+
 def filippov_push(pb, B, sliding, force, U=None) -> np.ndarray:
     """Add the sliding samples' pushes to B (h, D) in place; return lambda as (n, h).
 
@@ -501,12 +506,7 @@ class PolarRep:
     def project_sliding(self, y, sliding):
         """Put every neuron back onto its sliding surfaces <u_j, x_i> = 0, then renormalise."""
         U, rho = self.split(y)
-        U = U.copy()
-        if sliding.any():
-            _, _, cols, _, Xs = sliding_stacks(self.pb.X, sliding)
-            coef = min_norm_solve(Xs @ np.swapaxes(Xs, 1, 2),
-                                  np.einsum("kmd,kd->km", Xs, U[cols]))
-            U[cols] -= np.einsum("km,kmd->kd", coef, Xs)
+        U = project_off_surfaces(self.pb.X, U, sliding)
         U /= np.linalg.norm(U, axis=1, keepdims=True)
         return np.concatenate([U.ravel(), rho])
 
