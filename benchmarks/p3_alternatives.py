@@ -25,7 +25,13 @@ state, against a DOP853 reference (rtol 1e-11):
    stiff), through ``scipy.integrate.ode`` on the Cartesian field, rtol 1e-4 .. 1e-6 with
    the atol = rtol * 1e-7 that bench_gradient_flow.py gives scipy's RK45 (matched to eps).
 
-Usage: python benchmarks/p3_alternatives.py   (about 15 minutes: the p = 2 references
+7. The direction weight in Cartesian variables: neuron j's error split into its part along
+   w_j (with the v_j part: the norm) and its part across w_j (the direction), the latter
+   weighted by 0.3 or 0.1 as `direction_weight` does in polar variables (directions
+   contract near isolated extremal vectors), init seeds 0 and 7. An experiment, not a
+   library option.
+
+Usage: python benchmarks/p3_alternatives.py   (about 20 minutes: the p = 2 references
 need ~1.1 million evaluations)
 """
 from __future__ import annotations
@@ -51,6 +57,7 @@ from gradflow.init import init_params  # noqa: E402
 
 T = 350.0
 RTOLS = (1e-4, 3e-5, 1e-5, 3e-6)
+TANGENT_RTOLS = (1e-4, 5e-5, 3e-5, 1e-5)
 GRID = tuple(float(r) for r in np.geomspace(5e-4, 1e-5, 18))
 
 # Tsitouras, "Runge-Kutta pairs of order 5(4) satisfying only the first column simplifying
@@ -149,6 +156,34 @@ class RMSSolver(GradFlowSolver):
     def _error(self, e, y_new):
         err = self.rep.neuron_error(e, self.y, y_new, self.direction_weight)
         return float(np.sqrt(np.mean(err**2))) / self.rtol
+
+
+class TangentWeightSolver(GradFlowSolver):
+    """The default method (Cartesian) with neuron j's error component across w_j weighted."""
+
+    tangent_weight = 1.0
+
+    def _error(self, e, y_new):
+        eW, ev, _ = self.rep.split(e)
+        W, _, _ = self.rep.split(self.y)
+        u = W / np.linalg.norm(W, axis=1, keepdims=True)
+        radial = np.sum(eW * u, axis=1)
+        across = eW - radial[:, None] * u
+        num = np.sqrt(self.tangent_weight**2 * np.sum(across * across, axis=1)
+                      + radial**2 + ev**2)
+        den = np.maximum(self.rep.neuron_sizes(self.y), self.rep.neuron_sizes(y_new))
+        return float(np.max(num / den)) / self.rtol
+
+
+def tangent_curve(pb, P0, ref, weight, rtols):
+    rows = []
+    for rt in rtols:
+        s = TangentWeightSolver(pb, P0, 0.0, T, rtol=rt)
+        s.tangent_weight = weight
+        while s.t < T:
+            s.step()
+        rows.append({"rtol": rt, "nfev": s.nfev, "error": rel_err(theta_of(s.params()), ref)})
+    return rows
 
 
 def solver_curve(pb, P0, ref, cls, opts, rtols=RTOLS):
@@ -314,6 +349,25 @@ def main():
             [r for r in rows if r["success"]], 1e-5)}
         md.append(f"| {name} | " + ", ".join(f"{r['nfev']} at {r['error']:.1e}" for r in rows)
                   + f" | {metrics['multistep'][name]['nfev_at_1e-5']:.0f} |")
+    md.append("\nDirection weight in Cartesian variables (error across w_j weighted; weight 1 is "
+              "the default; rtol 1e-4, 5e-5, 3e-5, 1e-5; nfev at 1e-5 interpolated, ratio to "
+              "weight 1 in brackets):\n\n| init seed | weight | runs: nfev at error "
+              "| nfev at 1e-5 |\n|---|---|---|---|")
+    metrics["cartesian_direction_weight"] = []
+    for seed in (0, 7):
+        Ps = init_params(mc, InitConfig(eps=EPS, seed=seed), DATA.D)
+        refs = ref if seed == 0 else run(data, mc, Ps, T, "DOP853",
+                                         {"rtol": 1e-11, "atol": 1e-22})[0].theta[-1]
+        base = None
+        for weight in (1.0, 0.3, 0.1):
+            rows = tangent_curve(pb, Ps, refs, weight, TANGENT_RTOLS)
+            at = cost_at_error(rows, 1e-5)
+            base = at if base is None else base
+            metrics["cartesian_direction_weight"].append(
+                {"seed": seed, "weight": weight, "rows": rows, "nfev_at_1e-5": at})
+            md.append(f"| {seed} | {weight:g} | "
+                      + ", ".join(f"{r['nfev']} at {r['error']:.1e}" for r in rows)
+                      + f" | {at:.0f} ({at / base:.2f}) |")
     config = {"data": DATA.to_dict(), "width": 50, "eps": EPS, "T": T, "rtols": RTOLS,
               "grid": GRID}
     write_report("p3_alternatives", "python benchmarks/p3_alternatives.py", config, metrics, [],
