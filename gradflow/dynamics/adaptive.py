@@ -351,6 +351,7 @@ class GradFlowSolver(FlowSolver):
         self.h = h * fac
 
     _sw = 0.0
+    n_induced = 0  # pairs pushed across their surface by a switch correction (diagnostic)
     _dense_fix = None
     _err_old = 1e-4
     _rejected_last = False
@@ -440,7 +441,35 @@ class GradFlowSolver(FlowSolver):
             if np.any(corr) or S1.any():
                 # the corrections move other pairs too: take the pattern of the corrected state
                 free = ~S1
-                mask1[free] = (rep.preact(y_new) > 0)[free]
+                Zc = rep.preact(y_new)
+                induced = free & ((Zc > 0) != mask1)
+                if induced.any():
+                    # A correction pushed another sample of the neuron across its surface (a
+                    # switch's jump moves the neuron toward it). That sample spent part of
+                    # the step on its new side with no correction of its own: a first-order
+                    # error, time on the new side x jump. The corrected path from the step
+                    # start bends toward the new side, so it crosses no earlier than the
+                    # chord from z0 to z_c: that chord's time bounds the error.
+                    i2, j2 = np.nonzero(induced)
+                    z0_2 = (pb.X[i2] * rep.split(self.y)[0][j2]).sum(axis=1)
+                    zc = Zc[i2, j2]
+                    tau2 = np.abs(zc) / np.maximum(np.abs(z0_2) + np.abs(zc), 1e-300)
+                    jump2 = rep.jump(y_new, np.abs(g))[i2, j2]
+                    half = 0.5 * tau2 * h
+                    per_neuron = per_neuron + np.bincount(j2, weights=half * jump2,
+                                                          minlength=rep.h)
+                    sw = float(np.max(per_neuron * rep.significance(y_new)))
+                    self._sw = sw
+                    self.n_induced += int(induced.sum())
+                    if sw > self.options["switch_tol"]:
+                        self.h = h * min(0.9, max(0.1, 0.9 * self.options["switch_tol"] / sw))
+                        self.n_rejected += 1
+                        self.n_switch_rejected += 1
+                        return None
+                    flip2 = np.where(Zc[i2, j2] > 0, 1.0, -1.0)
+                    y_new = rep.finalize(rep.add_jump(y_new, i2, j2, half * flip2, g))
+                    Zc = rep.preact(y_new)
+                mask1[free] = (Zc > 0)[free]
                 k_new, loss_new, f_new = rep.field(y_new, mask1, S1)
                 self.nfev += 1
             lam = getattr(rep, "last_lambda", None)
