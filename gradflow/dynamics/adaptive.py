@@ -363,6 +363,16 @@ class GradFlowSolver(FlowSolver):
         self._rejected_last = False
         return fac
 
+    def _switch_rejects(self, sw: float, h: float) -> bool:
+        """Refuse the step (and shorten it) when the switching error exceeds switch_tol."""
+        tol = self.options["switch_tol"]
+        if not sw > tol:
+            return False
+        self.h = h * min(0.9, max(0.1, 0.9 * tol / sw))
+        self.n_rejected += 1
+        self.n_switch_rejected += 1
+        return True
+
     def _update_pattern(self, y_new, new, h):
         """Pattern bookkeeping after an accepted RK step (p = 1); None means reject.
 
@@ -418,10 +428,7 @@ class GradFlowSolver(FlowSolver):
             per_neuron = np.bincount(jj, weights=per_pair, minlength=rep.h)
             sw = float(np.max(per_neuron * rep.significance(y_new)))
             self._sw = sw
-            if sw > self.options["switch_tol"]:
-                self.h = h * min(0.9, max(0.1, 0.9 * self.options["switch_tol"] / sw))
-                self.n_rejected += 1
-                self.n_switch_rejected += 1
+            if self._switch_rejects(sw, h):
                 return None
             # Transversal pairs spent tau h on the wrong side with the old pattern: add the
             # missing jump (first-order correction, leaves an O((tau h)^2) error).
@@ -461,10 +468,7 @@ class GradFlowSolver(FlowSolver):
                     sw = float(np.max(per_neuron * rep.significance(y_new)))
                     self._sw = sw
                     self.n_induced += int(induced.sum())
-                    if sw > self.options["switch_tol"]:
-                        self.h = h * min(0.9, max(0.1, 0.9 * self.options["switch_tol"] / sw))
-                        self.n_rejected += 1
-                        self.n_switch_rejected += 1
+                    if self._switch_rejects(sw, h):
                         return None
                     flip2 = np.where(Zc[i2, j2] > 0, 1.0, -1.0)
                     y_new = rep.finalize(rep.add_jump(y_new, i2, j2, half * flip2, g))
