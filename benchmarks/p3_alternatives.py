@@ -175,17 +175,6 @@ class TangentWeightSolver(GradFlowSolver):
         return float(np.max(num / den)) / self.rtol
 
 
-def tangent_curve(pb, P0, ref, weight, rtols):
-    rows = []
-    for rt in rtols:
-        s = TangentWeightSolver(pb, P0, 0.0, T, rtol=rt)
-        s.tangent_weight = weight
-        while s.t < T:
-            s.step()
-        rows.append({"rtol": rt, "nfev": s.nfev, "error": rel_err(theta_of(s.params()), ref)})
-    return rows
-
-
 def solver_curve(pb, P0, ref, cls, opts, rtols=RTOLS):
     rows = []
     for rt in rtols:
@@ -360,7 +349,8 @@ def main():
                                          {"rtol": 1e-11, "atol": 1e-22})[0].theta[-1]
         base = None
         for weight in (1.0, 0.3, 0.1):
-            rows = tangent_curve(pb, Ps, refs, weight, TANGENT_RTOLS)
+            cls = type("Weighted", (TangentWeightSolver,), {"tangent_weight": weight})
+            rows = solver_curve(pb, Ps, refs, cls, {}, TANGENT_RTOLS)
             at = cost_at_error(rows, 1e-5)
             base = at if base is None else base
             metrics["cartesian_direction_weight"].append(

@@ -64,6 +64,11 @@ _NONFINITE_TRIES = 10
 _PI_BETA = 0.04
 
 
+def _fraction_past(z0, z1):
+    """Fraction of a step spent past a surface that z crossed linearly from z0 to z1."""
+    return np.abs(z1) / np.maximum(np.abs(z0) + np.abs(z1), 1e-300)
+
+
 def rejected_step_factor(err: float) -> float:
     """Shrink factor of a rejected DP5 step with scaled error ``err`` > 1."""
     return max(_FAC_MIN, _SAFETY * err ** (-1.0 / 5.0))
@@ -363,6 +368,10 @@ class GradFlowSolver(FlowSolver):
         self._rejected_last = False
         return fac
 
+    def _z_at_start(self, ii, jj) -> np.ndarray:
+        """<w_j, x_i> (polar: <u_j, x_i>) at the step start, for the pairs (ii, jj) only."""
+        return (self.problem.X[ii] * self.rep.split(self.y)[0][jj]).sum(axis=1)
+
     def _switch_rejects(self, sw: float, h: float) -> bool:
         """Refuse the step (and shorten it) when the switching error exceeds switch_tol."""
         tol = self.options["switch_tol"]
@@ -395,7 +404,7 @@ class GradFlowSolver(FlowSolver):
             self.nfev += 1
             ii, jj = np.nonzero(changed)
             z1 = Z1[ii, jj]
-            z0 = (pb.X[ii] * rep.split(self.y)[0][jj]).sum(axis=1)
+            z0 = self._z_at_start(ii, jj)
             dz1 = np.einsum("kd,kd->k", pb.X[ii], rep.split(k_new)[0][jj])
             # a pair whose pattern disagreed with its sign already at the step start (left a
             # sliding surface) did not cross during this step: resynchronise it, no error
@@ -403,7 +412,7 @@ class GradFlowSolver(FlowSolver):
             transversal = ((z1 > 0) == (dz1 > 0)) & crossed
             _, g = pb.dlogits(f_new)
             jump = rep.jump(y_new, np.abs(g))[ii, jj]
-            tau = np.abs(z1) / np.maximum(np.abs(z0) + np.abs(z1), 1e-300)
+            tau = _fraction_past(z0, z1)
             # both sides push toward the surface: it crossed, and the new side points back
             # (balanced neurons: only possible for s_j y_i < 0, a check against rounding)
             slide = (crossed & ~transversal if self.filippov
@@ -458,9 +467,7 @@ class GradFlowSolver(FlowSolver):
                     # start bends toward the new side, so it crosses no earlier than the
                     # chord from z0 to z_c: that chord's time bounds the error.
                     i2, j2 = np.nonzero(induced)
-                    z0_2 = (pb.X[i2] * rep.split(self.y)[0][j2]).sum(axis=1)
-                    zc = Zc[i2, j2]
-                    tau2 = np.abs(zc) / np.maximum(np.abs(z0_2) + np.abs(zc), 1e-300)
+                    tau2 = _fraction_past(self._z_at_start(i2, j2), Zc[i2, j2])
                     jump2 = rep.jump(y_new, np.abs(g))[i2, j2]
                     half = 0.5 * tau2 * h
                     per_neuron = per_neuron + np.bincount(j2, weights=half * jump2,
@@ -546,6 +553,7 @@ class GradFlowSolver(FlowSolver):
                 "S": self.S if self.freeze else np.zeros(0),
                 "K": self._K if getattr(self, "_K", None) is not None else np.zeros(0),
                 "dense_fix": np.zeros(0) if self._dense_fix is None else self._dense_fix,
+                "n_induced": self.n_induced,
                 "exact": self.exact, "ev": self._ev, "err_old": self._err_old,
                 "rejected_last": self._rejected_last,
                 "exact_old": (np.concatenate([self._exact_old[0].ravel(), self._exact_old[1].ravel(),
@@ -557,6 +565,7 @@ class GradFlowSolver(FlowSolver):
         self.y, self.k, self.f = s["y"].copy(), s["k"].copy(), s["f"].copy()
         self.y_old, self.k_old = s["y_old"].copy(), s["k_old"].copy()
         self.h, self.n_switch_rejected = float(s["h"]), int(s["n_switch_rejected"])
+        self.n_induced = int(s.get("n_induced", 0))
         self._K = s["K"].copy() if s["K"].size else None
         fix = s.get("dense_fix", np.zeros(0))
         self._dense_fix = fix.copy() if fix.size else None
