@@ -23,14 +23,15 @@ Design (details and measurements in docs/dynamics.md):
 * ReLU (p = 1). Inside a step the activation pattern M_ij = [<w_j, x_i> > 0] is
   held at its value at the step start (sliding pairs excluded), so the stages
   see a smooth field and the embedded estimate is meaningful. After the step
-  the pattern is recomputed; for every entry (i, j) that changed, linear
-  interpolation of z_ij gives the fraction tau of the step spent past the
-  switching surface, and the exact field at the new point says which kind:
+  the pattern is recomputed and the entries that changed are replayed in time
+  order on the step's linear model (``switching.order_crossings``: each switch
+  bends the other samples' z from its crossing fraction s on), which says of
+  each whether and when it crossed and of which kind:
   - transversal (the new side's field carries on): neuron j is corrected by
-    the missing jump tau h s_j P(u_j) omega_i x_i (first-order correction, the
-    remaining error is O((tau h)^2)); that remainder, estimated as
-    tau h |jump| min(1, h rate_j) with rate_j the neuron's relative speed, times
-    the neuron's significance ||theta_j|| / max ||theta|| must stay below
+    the missing push (1 - s) h s_j P(u_j) omega_i x_i (first-order correction,
+    the remaining error is O(((1 - s) h)^2)); that remainder, estimated as
+    (1 - s) h |jump| min(1, h rate_j) with rate_j the neuron's relative speed,
+    times the neuron's significance ||theta_j|| / max ||theta|| must stay below
     ``switch_tol``, else the step is rejected and shortened; it also caps the
     growth of the next step (error ~ h^2);
   - sliding (the new side's field points back; needs s_j y_i < 0): the pair
@@ -38,7 +39,8 @@ Design (details and measurements in docs/dynamics.md):
     <u_j, x_i> = 0, and from then on sample i enters with the Filippov
     multiplier lambda_ij in (0, 1) that keeps d<u_j, x_i>/dt = 0 (one small
     least-squares solve per sliding neuron and evaluation). A pair leaves S_j
-    to the inactive (lambda <= 0) or active (lambda >= 1) side.
+    to the inactive (lambda <= 0) or active (lambda >= 1) side; the time it was
+    held past that (lambda linear over the step) counts in the switching error.
   The Cartesian variables (unbalanced networks) slide the same way, on
   <w_j, x_i> = 0; ``sliding='chatter'`` lets sliding pairs chatter instead.
 * ReLU alignment phase. While max|f| < ``exact_fmax`` (default rtol) the loss weights
@@ -57,6 +59,7 @@ from ..model import TwoLayerParams
 from ._base import FlowSolver, StepFailure, end_slack, hermite
 from .fields import CartesianRep, FlowProblem, NonFiniteError, PolarRep, polar_applicable
 from .relu_exact import exact_relu_step
+from .switching import NONE, SLIDE, TRANSVERSAL, order_crossings
 from .tableaus import DP5, DP5_DENSE
 
 _FAC_MIN, _FAC_MAX, _SAFETY = 0.2, 5.0, 0.9
@@ -382,14 +385,68 @@ class GradFlowSolver(FlowSolver):
         self.n_switch_rejected += 1
         return True
 
+    def _lambda_at_start(self) -> np.ndarray:
+        """Filippov multipliers (n, h) at the step start (one field evaluation per step start)."""
+        if self._lam_start is None or self._lam_start[0] != self.t:
+            self.rep.field(self.y, self.mask, self.S)
+            self.nfev += 1
+            self._lam_start = (self.t, self.rep.last_lambda)
+        return self._lam_start[1]
+
+    def _release_error(self, out_lo, out_hi, lam, y_new, f_new, h, other_event):
+        """Per-neuron error of releasing sliding pairs only at the step end.
+
+        Past the time where its multiplier lambda left [0, 1] a pair was still held on its
+        surface: the sliding field differs from the released side's by |lambda - bound| x
+        the pair's push. With lambda linear in time between the step's ends the time past
+        is the fraction tau = |lambda1 - bound| / |lambda1 - lambda0| of the step and the
+        error the triangle tau h |lambda1 - bound| |push| / 2; where another event of the
+        neuron in the same step made lambda jump, the rectangle (no 1/2). Pairs that only
+        began to slide in this step count the whole step.
+        """
+        i3, j3 = np.nonzero(out_lo | out_hi)
+        lam1 = lam[i3, j3]
+        past = np.abs(lam1 - np.where(out_hi[i3, j3], 1.0, 0.0))
+        was = self.S[i3, j3]
+        tau = np.ones(len(i3))
+        if was.any():
+            lam0 = self._lambda_at_start()[i3[was], j3[was]]
+            tau[was] = np.clip(past[was] / np.maximum(np.abs(lam1[was] - lam0), 1e-300),
+                               0.0, 1.0)
+        shape = np.where(other_event[j3] | ~was, 1.0, 0.5)
+        _, g = self.problem.dlogits(f_new)
+        push = self.rep.jump(y_new, np.abs(g))[i3, j3]
+        return np.bincount(j3, weights=shape * tau * h * past * push, minlength=self.rep.h)
+
+    _lam_start = None
+
+    def _order_crossings(self, y_new, ii, jj, z0, z1, crossed, slide_ok, g, h):
+        """``switching.order_crossings`` for every neuron with crossed pairs.
+
+        Returns each pair's kind and crossing fraction and the corrections dY (h, D).
+        """
+        X, rep = self.problem.X, self.rep
+        kind = np.full(len(ii), NONE)
+        s_ev = np.full(len(ii), np.nan)
+        dY = np.zeros((rep.h, X.shape[1]))
+        push = rep.push_vectors(y_new, ii, jj, g)
+        for j in np.unique(jj[crossed]):
+            sel = np.nonzero(crossed & (jj == j))[0]
+            held = np.nonzero(self.S[:, j])[0]  # surfaces it already slides on
+            Js = rep.push_vectors(y_new, held, np.full(len(held), j), g)
+            kind[sel], s_ev[sel], dY[j] = order_crossings(
+                X[ii[sel]], z0[sel], z1[sel], push[sel], slide_ok[sel], h, X[held], Js)
+        return kind, s_ev, dY
+
     def _update_pattern(self, y_new, new, h):
         """Pattern bookkeeping after an accepted RK step (p = 1); None means reject.
 
-        Entries whose sign changed are classified: transversal (the new side's field
-        carries on) -> error tau h |jump| x significance, checked against switch_tol;
-        sliding (it points back, only possible when s_j y_i < 0) -> the pair joins the
-        sliding set and the neuron is projected onto the surface.
-        Sliding pairs whose multiplier lambda left (0, 1) are released to that side.
+        Entries whose sign changed are replayed in time order (``_order_crossings``) and
+        classified: transversal (the new side's field carries on) -> corrected, error
+        tau h |jump| x significance checked against switch_tol; sliding (it points back,
+        only possible when s_j y_i < 0) -> the pair joins the sliding set and the neuron
+        is projected onto the surface. Sliding pairs whose multiplier lambda left (0, 1)
+        are released to that side, their time held past it counted (``_release_error``).
         """
         rep, pb = self.rep, self.problem
         mask, S = self.mask, self.S
@@ -398,6 +455,7 @@ class GradFlowSolver(FlowSolver):
         self._sw = 0.0
         mask1, S1 = mask.copy(), S.copy()
         k_new, loss_new, f_new, lam = new
+        per_neuron = np.zeros(rep.h)  # switching error of each neuron in this step
         if changed.any():
             mask1[changed] = Z1[changed] > 0
             k_new, loss_new, f_new = rep.field(y_new, mask1, S1)
@@ -405,20 +463,24 @@ class GradFlowSolver(FlowSolver):
             ii, jj = np.nonzero(changed)
             z1 = Z1[ii, jj]
             z0 = self._z_at_start(ii, jj)
-            dz1 = np.einsum("kd,kd->k", pb.X[ii], rep.split(k_new)[0][jj])
             # a pair whose pattern disagreed with its sign already at the step start (left a
             # sliding surface) did not cross during this step: resynchronise it, no error
             crossed = (z0 > 0) != (z1 > 0)
-            transversal = ((z1 > 0) == (dz1 > 0)) & crossed
             _, g = pb.dlogits(f_new)
             jump = rep.jump(y_new, np.abs(g))[ii, jj]
-            tau = _fraction_past(z0, z1)
-            # both sides push toward the surface: it crossed, and the new side points back
-            # (balanced neurons: only possible for s_j y_i < 0, a check against rounding)
-            slide = (crossed & ~transversal if self.filippov
-                     else np.zeros(len(ii), dtype=bool))
+            # a new side that points back makes a sliding pair (Filippov); for balanced
+            # neurons only possible for s_j y_i < 0, a check against rounding
+            slide_ok = crossed & self.filippov
             if self.s is not None:
-                slide &= self.s[jj] * pb.y[ii] < 0
+                slide_ok &= self.s[jj] * pb.y[ii] < 0
+            kind, s_ev, dY = self._order_crossings(y_new, ii, jj, z0, z1, crossed, slide_ok,
+                                                   g, h)
+            transversal, slide = kind == TRANSVERSAL, kind == SLIDE
+            # crossed in the frozen step but not in the replay (an earlier switch of the
+            # neuron turned it away): the pattern stays
+            stay = crossed & (kind == NONE)
+            mask1[ii[stay], jj[stay]] = mask[ii[stay], jj[stay]]
+            tau = np.where(transversal, 1.0 - s_ev, 0.0)  # fraction of the step past it
             # error of neuron j: time on the wrong side x jump (transversal), or the distance
             # it is moved back onto the surface (a new sliding pair)
             if self.options["switch_order"] == 2:
@@ -439,22 +501,19 @@ class GradFlowSolver(FlowSolver):
             self._sw = sw
             if self._switch_rejects(sw, h):
                 return None
-            # Transversal pairs spent tau h on the wrong side with the old pattern: add the
-            # missing jump (first-order correction, leaves an O((tau h)^2) error).
-            corr = transversal & (tau > 0)
-            if np.any(corr):
-                flip = np.where(mask1[ii, jj], 1.0, -1.0)[corr]
-                y_new = rep.add_jump(y_new, ii[corr], jj[corr], (tau * h)[corr] * flip, g)
+            # Switched pairs spent tau h on their new side with the old pattern: add the
+            # missing pushes (first-order correction, leaves an O((tau h)^2) error).
+            if np.any(dY):
                 # back onto the conserved v^2 - ||w||^2 (Cartesian) / unit sphere (polar):
-                # the jump is added after the step's own projection
-                y_new = rep.finalize(y_new)
+                # the pushes are added after the step's own projection
+                y_new = rep.finalize(rep.shift(y_new, dY))
             if np.any(slide):
                 S1[ii[slide], jj[slide]] = True
                 if pb.groups is not None:  # a shared surface: its other samples slide too
                     S1 = pb.groups.spread(S1)
             if S1.any():
                 y_new = rep.project_sliding(y_new, S1)
-            if np.any(corr) or S1.any():
+            if np.any(dY) or S1.any() or np.any(stay):
                 # the corrections move other pairs too: take the pattern of the corrected state
                 free = ~S1
                 Zc = rep.preact(y_new)
@@ -490,6 +549,11 @@ class GradFlowSolver(FlowSolver):
         if S1.any() and lam is not None:
             out_lo, out_hi = S1 & (lam <= 0.0), S1 & (lam >= 1.0)
             if out_lo.any() or out_hi.any():
+                per_neuron = per_neuron + self._release_error(
+                    out_lo, out_hi, lam, y_new, f_new, h, np.any(changed, axis=0))
+                self._sw = sw = float(np.max(per_neuron * rep.significance(y_new)))
+                if self._switch_rejects(sw, h):
+                    return None
                 S1 &= ~(out_lo | out_hi)
                 mask1[out_lo], mask1[out_hi] = False, True
                 k_new, loss_new, f_new = rep.field(y_new, mask1, S1)

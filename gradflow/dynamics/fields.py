@@ -182,14 +182,21 @@ class CartesianRep:
             parts.append(-np.ravel(g.sum(axis=0)))
         return np.concatenate(parts), value, f
 
-    def add_jump(self, y, ii, jj, dt, g):
-        """w_j += dt_k (-v_j g_i x_i) for pairs (i_k, j_k): a pattern switch's effect on W."""
-        W, v, b = self.split(y)
-        W = W.copy()
+    def push_vectors(self, y, ii, jj, g) -> np.ndarray:
+        """dw_j/dt with sample i active minus inactive, -v_j g_i x_i, per pair: (k, D)."""
+        _, v, _ = self.split(y)
         vj = v[jj] if v.ndim == 1 else np.sum(v[jj] * g[ii], axis=1)
         gi = g[ii] if v.ndim == 1 else 1.0
-        np.add.at(W, jj, (-(vj * gi * dt))[:, None] * self.pb.X[ii])
-        return self._join(W, v, b)
+        return (-(vj * gi))[:, None] * self.pb.X[ii]
+
+    def shift(self, y, dW):
+        """y with W + dW, dW (h, D)."""
+        W, v, b = self.split(y)
+        return self._join(W + dW, v, b)
+
+    def add_jump(self, y, ii, jj, dt, g):
+        """w_j += dt_k (-v_j g_i x_i) for pairs (i_k, j_k): a pattern switch's effect on W."""
+        return self.shift(y, _accumulate(self.h, jj, dt, self.push_vectors(y, ii, jj, g)))
 
     @staticmethod
     def _join(W, v, b):
@@ -374,6 +381,13 @@ def sliding_stacks(X, sliding):
     return ii, jj, cols, slot, Xs
 
 
+def _accumulate(h, jj, dt, vectors) -> np.ndarray:
+    """sum over pairs k of neuron j of dt_k vectors_k, as (h, D)."""
+    out = np.zeros((h, vectors.shape[1]))
+    np.add.at(out, jj, np.asarray(dt, dtype=np.float64)[:, None] * vectors)
+    return out
+
+
 def project_off_surfaces(X, V, sliding) -> np.ndarray:
     """A copy of V (h, D) with each row j orthogonally projected onto <., x_i> = 0 for
     its sliding samples i (``sliding`` (n, h)): the nearest point on all its surfaces."""
@@ -493,15 +507,22 @@ class PolarRep:
         dU = self.s[:, None] * B
         return np.concatenate([dU.ravel(), drho]), value, f
 
-    def add_jump(self, y, ii, jj, dt, g):
-        """u_j += dt_k s_j P(u_j) omega_i x_i for pairs (i_k, j_k): a pattern switch's effect."""
+    def push_vectors(self, y, ii, jj, g) -> np.ndarray:
+        """du_j/dt with sample i active minus inactive, s_j omega_i P(u_j) x_i, per pair: (k, D)."""
+        U, _ = self.split(y)
+        D = (-(g[ii] * self.s[jj]))[:, None] * self.pb.X[ii]
+        return D - np.sum(D * U[jj], axis=1)[:, None] * U[jj]
+
+    def shift(self, y, dU):
+        """y with u_j + dU_j renormalised, dU (h, D)."""
         U, rho = self.split(y)
-        U = U.copy()
-        D = (-(g[ii] * dt * self.s[jj]))[:, None] * self.pb.X[ii]
-        D -= np.sum(D * U[jj], axis=1)[:, None] * U[jj]
-        np.add.at(U, jj, D)
+        U = U + dU
         U /= np.linalg.norm(U, axis=1, keepdims=True)
         return np.concatenate([U.ravel(), rho])
+
+    def add_jump(self, y, ii, jj, dt, g):
+        """u_j += dt_k s_j P(u_j) omega_i x_i for pairs (i_k, j_k): a pattern switch's effect."""
+        return self.shift(y, _accumulate(self.h, jj, dt, self.push_vectors(y, ii, jj, g)))
 
     def project_sliding(self, y, sliding):
         """Put every neuron back onto its sliding surfaces <u_j, x_i> = 0, then renormalise."""
