@@ -375,8 +375,10 @@ class GradFlowSolver(FlowSolver):
         """<w_j, x_i> (polar: <u_j, x_i>) at the step start, for the pairs (ii, jj) only."""
         return (self.problem.X[ii] * self.rep.split(self.y)[0][jj]).sum(axis=1)
 
-    def _switch_rejects(self, sw: float, h: float) -> bool:
-        """Refuse the step (and shorten it) when the switching error exceeds switch_tol."""
+    def _switch_rejects(self, per_neuron, y_new, h: float) -> bool:
+        """Record the step's switching error (max_j of neuron j's error times its
+        significance) and refuse the step (shortening it) when it exceeds switch_tol."""
+        self._sw = sw = float(np.max(per_neuron * self.rep.significance(y_new)))
         tol = self.options["switch_tol"]
         if not sw > tol:
             return False
@@ -497,9 +499,7 @@ class GradFlowSolver(FlowSolver):
             per_pair = np.where(transversal, tau * h * jump,
                                 np.where(slide, np.abs(z1) / (pb.xnorm[ii] * wn[jj]), 0.0))
             per_neuron = np.bincount(jj, weights=per_pair, minlength=rep.h)
-            sw = float(np.max(per_neuron * rep.significance(y_new)))
-            self._sw = sw
-            if self._switch_rejects(sw, h):
+            if self._switch_rejects(per_neuron, y_new, h):
                 return None
             # Switched pairs spent tau h on their new side with the old pattern: add the
             # missing pushes (first-order correction, leaves an O((tau h)^2) error).
@@ -531,10 +531,8 @@ class GradFlowSolver(FlowSolver):
                     half = 0.5 * tau2 * h
                     per_neuron = per_neuron + np.bincount(j2, weights=half * jump2,
                                                           minlength=rep.h)
-                    sw = float(np.max(per_neuron * rep.significance(y_new)))
-                    self._sw = sw
                     self.n_induced += int(induced.sum())
-                    if self._switch_rejects(sw, h):
+                    if self._switch_rejects(per_neuron, y_new, h):
                         return None
                     flip2 = np.where(Zc[i2, j2] > 0, 1.0, -1.0)
                     y_new = rep.finalize(rep.add_jump(y_new, i2, j2, half * flip2, g))
@@ -551,8 +549,7 @@ class GradFlowSolver(FlowSolver):
             if out_lo.any() or out_hi.any():
                 per_neuron = per_neuron + self._release_error(
                     out_lo, out_hi, lam, y_new, f_new, h, np.any(changed, axis=0))
-                self._sw = sw = float(np.max(per_neuron * rep.significance(y_new)))
-                if self._switch_rejects(sw, h):
+                if self._switch_rejects(per_neuron, y_new, h):
                     return None
                 S1 &= ~(out_lo | out_hi)
                 mask1[out_lo], mask1[out_hi] = False, True

@@ -111,7 +111,21 @@ def _scaled(M, xscale):
     return M if xscale is None else M * xscale[:, None]
 
 
-class CartesianRep:
+class _SwitchPushes:
+    """Pattern-switch corrections shared by both variables (ReLU, p = 1): each defines
+    ``push_vectors`` (the velocity change of neuron j when sample i is active rather than
+    not) and ``shift`` (add a displacement per neuron)."""
+
+    def add_jump(self, y, ii, jj, dt, g):
+        """Neuron j_k moved by dt_k times pair k's push, for pairs (i_k, j_k): a pattern
+        switch's effect over dt_k."""
+        out = np.zeros((self.h, self.D))
+        np.add.at(out, jj, np.asarray(dt, dtype=np.float64)[:, None]
+                  * self.push_vectors(y, ii, jj, g))
+        return self.shift(y, out)
+
+
+class CartesianRep(_SwitchPushes):
     """y = (W.ravel(), v.ravel(), b); F(y) = -grad L(W, v, b) (model.gradient_from_features)."""
 
     name = "cartesian"
@@ -193,10 +207,6 @@ class CartesianRep:
         """y with W + dW, dW (h, D)."""
         W, v, b = self.split(y)
         return self._join(W + dW, v, b)
-
-    def add_jump(self, y, ii, jj, dt, g):
-        """w_j += dt_k (-v_j g_i x_i) for pairs (i_k, j_k): a pattern switch's effect on W."""
-        return self.shift(y, _accumulate(self.h, jj, dt, self.push_vectors(y, ii, jj, g)))
 
     @staticmethod
     def _join(W, v, b):
@@ -381,13 +391,6 @@ def sliding_stacks(X, sliding):
     return ii, jj, cols, slot, Xs
 
 
-def _accumulate(h, jj, dt, vectors) -> np.ndarray:
-    """sum over pairs k of neuron j of dt_k vectors_k, as (h, D)."""
-    out = np.zeros((h, vectors.shape[1]))
-    np.add.at(out, jj, np.asarray(dt, dtype=np.float64)[:, None] * vectors)
-    return out
-
-
 def project_off_surfaces(X, V, sliding) -> np.ndarray:
     """A copy of V (h, D) with each row j orthogonally projected onto <., x_i> = 0 for
     its sliding samples i (``sliding`` (n, h)): the nearest point on all its surfaces."""
@@ -441,7 +444,7 @@ def min_norm_solve(G, r, rcond: float = 1e-12):
     return np.einsum("kij,kj->ki", V, coef)
 
 
-class PolarRep:
+class PolarRep(_SwitchPushes):
     """y = (u.ravel(), rho) for balanced neurons; see the module docstring for F."""
 
     name = "polar"
@@ -519,10 +522,6 @@ class PolarRep:
         U = U + dU
         U /= np.linalg.norm(U, axis=1, keepdims=True)
         return np.concatenate([U.ravel(), rho])
-
-    def add_jump(self, y, ii, jj, dt, g):
-        """u_j += dt_k s_j P(u_j) omega_i x_i for pairs (i_k, j_k): a pattern switch's effect."""
-        return self.shift(y, _accumulate(self.h, jj, dt, self.push_vectors(y, ii, jj, g)))
 
     def project_sliding(self, y, sliding):
         """Put every neuron back onto its sliding surfaces <u_j, x_i> = 0, then renormalise."""
