@@ -31,6 +31,18 @@ def test_an_axis_given_twice_is_an_error():
         SweepSpec.from_dict({"task": "echo", "zip": {"a.b": [1], "a": {"b": [3]}}})
 
 
+def test_a_grid_override_replaces_the_axis_however_the_file_spells_it(tmp_path):
+    # docs/cli.md's example: the file has `model.p: [..]`, the override `grid.model.p=[..]`
+    f = tmp_path / "g.yaml"
+    f.write_text("task: echo\ngrid:\n  model.p: [1.0, 3.0]\n  data:\n    alpha: [0.1, 0.2]\n"
+                 "zip: {x: [1, 2]}\n")
+    spec = load_grid(f, ["grid.model.p=[1, 2, 3]", "grid.data.alpha=[0.5]", "zip.x=[7, 8]",
+                         "grid.init.seed=[0, 1]"])
+    assert spec.grid == {"model.p": [1, 2, 3], "data.alpha": [0.5], "init.seed": [0, 1]}
+    assert spec.zip == {"x": [7, 8]}
+    assert len(spec.cells()) == 3 * 1 * 2 * 2
+
+
 def test_zip_rejects_repeated_rows_not_repeated_values():
     spec = SweepSpec.from_dict({"task": "echo", "zip": {"x": [1.0, 1.0], "y": [1.0, 2.0]}})
     assert len(spec.cells()) == 2

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..studies.config import apply_overrides, deep_merge, load_yaml, set_dotted
+from ..studies.config import deep_merge, load_yaml, parse_override, set_dotted
 
 TOP_KEYS = ("task", "name", "base", "grid", "zip")
 
@@ -126,8 +126,21 @@ class SweepSpec:
 def load_grid(path: str | Path, overrides: Iterable[str] = ()) -> SweepSpec:
     """Read a grid YAML file, apply ``key=value`` overrides to it, and check it."""
     doc = load_yaml(path, what="grid")
-    doc = apply_overrides(doc, overrides)
+    for text in overrides:
+        _override(doc, *parse_override(text))
     return SweepSpec.from_dict(doc, name=Path(path).stem)
+
+
+def _override(doc: dict[str, Any], key: str, value: Any) -> None:
+    """Set ``key`` in a grid document; ``grid.a.b=..`` replaces the axis ``a.b`` however the
+    file spells it (``a.b: [..]`` or ``a: {b: [..]}``), so an override never adds a twin."""
+    section, _, axis = key.partition(".")
+    if section in ("grid", "zip") and axis and isinstance(doc.get(section), Mapping):
+        flat = _flatten_axes(section, doc[section])
+        if axis in flat:  # the flat form is valid schema and keeps the axis order
+            doc[section] = {k: (value if k == axis else v) for k, v in flat.items()}
+            return
+    set_dotted(doc, key, value)
 
 
 def expand_grid(spec: SweepSpec) -> list[dict[str, Any]]:
