@@ -20,7 +20,6 @@ from pathlib import Path
 
 EXIT_USER_ERROR = 2
 DEMO_STUDIES = ("sec51", "radius_vs_k")
-DEMO_FALLBACK = ("gd_alignment",)  # the cheap example study, until the demo studies exist
 
 
 class UserError(Exception):
@@ -75,7 +74,7 @@ def _common(run: bool = True) -> argparse.ArgumentParser:
                        "e.g. --set data.alpha=0.1")
         g.add_argument("--preset", help="quick (default) or paper")
         g.add_argument("--seed", type=_seed, help="random seed (integer >= 0)")
-        g.add_argument("--device", help="cpu, cuda, cuda:N or mps (default cpu)")
+        g.add_argument("--device", help="cpu, cuda or cuda:N (default cpu)")
     g.add_argument("--out", metavar="DIR", help="output folder")
     g.add_argument("--cache-dir", metavar="DIR",
                    help="result cache (default $GRADFLOW_CACHE or ./.gradflow_cache)")
@@ -160,10 +159,6 @@ def _results_md(args):
     return args.results_md if args.results_md else True
 
 
-def _unavailable(what: str, err: ImportError) -> UserError:
-    return UserError(f"{what} is not available: {err}")
-
-
 def _print_run(kind: str, out: Path, cached: bool, key: str, summary: dict) -> None:
     state = "cached" if cached else "computed"
     print(f"{kind}: {state} (config hash {key}) -> {out}")
@@ -230,10 +225,6 @@ def cmd_simulate(args, argv) -> int:
     from .sweep.gd import build_configs
 
     build_configs(cfg)
-    try:
-        import gradflow.dynamics  # noqa: F401
-    except ImportError as err:
-        raise _unavailable("the ODE engine (gradflow.dynamics)", err) from None
     params = {k: v for k, v in cfg.items() if k not in ("preset", "seed", "device")}
     out = _out(args, "simulate", run_key(cfg, "simulate", "simulate"))
     out, cached, key = cached_run("simulate", "simulate", cfg,
@@ -249,11 +240,7 @@ def cmd_train(args, argv) -> int:
     from .studies.runner import cached_run
     from .studies.runs import TRAIN_PRESETS, compute_train, train_defaults
 
-    try:
-        defaults = train_defaults()
-    except ImportError as err:
-        raise _unavailable("the torch backend (gradflow.backend)", err) from None
-    cfg = _resolve_run("train", defaults, TRAIN_PRESETS, args)
+    cfg = _resolve_run("train", train_defaults(), TRAIN_PRESETS, args)
     from .sweep.gd import build_configs
 
     build_configs(cfg)
@@ -284,10 +271,6 @@ def cmd_radius(args, argv) -> int:
         raise UserError(f"`lower` must be 'auto', 'lipschitz' or 'none', got {cfg['lower']!r}")
     model_dir = Path(args.model_dir)
     read_model_dir(model_dir)
-    try:
-        import gradflow.attacks  # noqa: F401
-    except ImportError as err:
-        raise _unavailable("robustness measurement (gradflow.attacks)", err) from None
     digest = hashlib.sha256((model_dir / "params.npz").read_bytes()
                             + (model_dir / "effective_config.yaml").read_bytes()).hexdigest()
     keyed = {**cfg, "model_sha256": digest}
@@ -327,17 +310,13 @@ def cmd_demo(args, argv) -> int:
     from .studies import available_studies, run_study
 
     names = available_studies()
-    chosen = [n for n in DEMO_STUDIES if n in names]
     missing = [n for n in DEMO_STUDIES if n not in names]
-    if missing:
-        print(f"note: demo studies not registered yet: {', '.join(missing)}", file=sys.stderr)
-    if not chosen:
-        chosen = [n for n in DEMO_FALLBACK if n in names]
-        if not chosen:
-            raise UserError("none of the demo studies is registered (add sims/<name>.py)")
-        print("note: running the example study instead: " + ", ".join(chosen), file=sys.stderr)
+    if missing:  # e.g. gradflow installed without its checkout, whose sims/ holds them
+        raise UserError(f"demo studies not found: {', '.join(missing)} (studies are the "
+                        "scripts in the checkout's sims/ folder or in $GRADFLOW_SIMS; "
+                        "`gradflow list` shows the registered ones)")
     base = Path(args.out) if args.out else Path("runs") / "demo"
-    for name in chosen:
+    for name in DEMO_STUDIES:
         run = run_study(name, "quick", out=base / name, cache_dir=args.cache_dir,
                         force=args.force, results_md=_results_md(args),
                         command=f"gradflow reproduce {name} --preset quick",
@@ -386,17 +365,14 @@ def cmd_plot(args, argv) -> int:
 
 
 def _plot_simulation(d: Path) -> list[Path]:
-    try:
-        import matplotlib
+    import matplotlib
 
-        matplotlib.use("Agg")
-        from .dynamics import Solution
-        from .metrics import Trajectory
-        from .plots.dynamics import plot_cosine_heatmap, plot_loss_and_norm
-    except ImportError as err:
-        raise _unavailable("plotting (gradflow.plots)", err) from None
+    matplotlib.use("Agg")
     from .config import DataConfig
     from .data import make_centres
+    from .dynamics import Solution
+    from .metrics import Trajectory
+    from .plots.dynamics import plot_cosine_heatmap, plot_loss_and_norm
     from .studies.config import load_yaml
 
     cfg = load_yaml(d / "effective_config.yaml")

@@ -19,7 +19,7 @@ import yaml
 from .._validate import check_int
 
 _KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
-_DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?|mps)$")
+_DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 
 #: A schema value of FREE accepts any value (and any sub-keys) at that key.
 FREE = None
@@ -217,9 +217,10 @@ def check_seed(seed: Any) -> int:
 
 
 def check_device(device: Any) -> str:
-    """'cpu', 'cuda', 'cuda:N' or 'mps'; a CUDA device must actually be present."""
+    """'cpu', 'cuda' or 'cuda:N' (the torch backend's devices); a CUDA device must actually
+    be present."""
     if not isinstance(device, str) or not _DEVICE_RE.match(device):
-        raise ValueError(f"`device` must be 'cpu', 'cuda', 'cuda:N' or 'mps', got {device!r}")
+        raise ValueError(f"`device` must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
     if device.startswith("cuda"):
         import torch
 

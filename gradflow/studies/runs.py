@@ -4,7 +4,7 @@ Each run folder holds ``effective_config.yaml``, ``summary.json`` (kind, status,
 metrics) and its arrays; simulate and train also write ``params.npz`` (the final
 W, v[, b, center]) so ``radius`` can measure the saved model. The heavy modules
 (gradflow.dynamics, gradflow.backend, gradflow.attacks) are imported inside the
-functions, so the CLI works while any of them is missing.
+functions, so a command loads only what it uses.
 """
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ RADIUS_PRESETS = {"quick": {}, "paper": {"n_points": 2000}}
 
 
 def train_defaults() -> dict[str, Any]:
-    from ..backend import TrainConfig  # noqa: F401  (fails early if the backend is missing)
+    from ..backend import TrainConfig
 
     tc = TrainConfig().to_dict()
     tc.pop("device")  # the common --device option sets it
