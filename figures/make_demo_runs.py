@@ -8,7 +8,7 @@ log-spaced times as ``Trajectory`` files:
     figures/out/runs/traj_p1.npz, traj_p3.npz
 
 Gallery figures are then drawn from these files only (``make_gallery.py``).
-Once the ODE engine exists its ``Solution`` can be saved the same way with
+An ODE-engine ``Solution`` is saved the same way with
 ``Trajectory.from_any(solution).save(...)``.
 
     python3 figures/make_demo_runs.py [--out figures/out/runs] [--seed 0]

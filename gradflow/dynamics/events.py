@@ -5,9 +5,10 @@ the training set reaches ``alignment_fraction`` (default 0.1) of the margin
 scale 1, i.e. max_i |f(x_i)| = 0.1. Before it the loss weights -l'(y f) are
 within ~10% of -l'(0) and the directional dynamics is the reduced flow of
 THEORY.md section 4; for balanced neurons at rate G* it happens near
-t = log(1/eps)/G* + log(0.1/G*)/(2 G*). Between step ends log max|f| is
-interpolated linearly (f grows like e^(2 G t) there), so the time is located
-to within the step's accuracy without extra field evaluations.
+t = log(1/eps)/G* + log(0.1/G*)/(2 G*). ``crossing_time`` interpolates log max|f|
+linearly between step ends (f grows like e^(2 G t) there); ``simulate`` refines that
+guess by regula falsi on the solver's dense output (forward passes only, no gradient
+evaluations).
 """
 from __future__ import annotations
 

@@ -12,9 +12,11 @@ G(u) = sum_k w_k y_k relu(<u, mu_k>)^p; both come from
 
 ``find_extremal_vectors`` flows many random starts to convergence, clusters the
 end points and reports each limit's G, basin share, kind (a subclass centre, a
-class average or other) and whether it is an isolated extremum (Riemannian
-Hessian definite) -- for p = 2 it is not: G is constant on a whole face of the
-sphere, and the result is flagged ``degenerate``.
+class average, a subset average or other) and whether it is an isolated extremum:
+G falls off at second order in every tangent direction, tested one-sided by second
+differences (G is not smooth where a sample or centre enters the activation region).
+For p = 2 no maximiser is isolated: G is constant on a whole face of the sphere, and
+the result is flagged ``degenerate``.
 """
 from __future__ import annotations
 
