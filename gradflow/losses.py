@@ -89,9 +89,18 @@ def check_labels(y, n: int, n_outputs: int, loss: str) -> None:
 
 
 def torch_loss(f: torch.Tensor, y: torch.Tensor, loss: str, reduction: str = "mean") -> torch.Tensor:
-    """The same losses in torch (autograd-friendly). reduction: 'mean' | 'none'."""
+    """The same losses in torch (autograd-friendly). reduction: 'mean' | 'none'.
+
+    f: (n,) outputs for the binary losses, (n, C) logits for cross_entropy; y: (n,)."""
     if loss == "cross_entropy":
+        if f.dim() != 2 or y.shape != f.shape[:1]:
+            raise ValueError(f"cross_entropy needs model outputs `f` of shape (n, C) for labels "
+                             f"`y` of shape (n,), got {tuple(f.shape)} and {tuple(y.shape)}")
         return torch.nn.functional.cross_entropy(f, y.long(), reduction=reduction)
+    if f.shape != y.shape:  # (n, 1) * (n,) would broadcast to (n, n) and train on nonsense
+        raise ValueError(f"the {loss} loss needs model outputs `f` of the labels' shape (n,), "
+                         f"got {tuple(f.shape)} for `y` of shape {tuple(y.shape)} (squeeze a "
+                         "single-output model's last dimension)")
     z = y.to(f.dtype) * f
     if loss == "exponential":
         out = torch.exp(torch.clamp(-z, max=exp_cap(f.dtype)))

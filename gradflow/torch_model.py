@@ -61,12 +61,16 @@ class TwoLayerNet(nn.Module):
         if q == 0:
             S = self.act.torch_fn(x @ self.W.T)
         else:
-            # pReLU (the only q != 0 activation, phi = relu^p with q = p - 1) in the form
-            # ||w|| relu(<w, x>/||w||)^p: autograd of ||w||^-q = (||w||^2)^(-q/2) needs
-            # (||w||^2)^(-q/2-1), which overflows float32 from a tiny init (eps 1e-12 at
-            # p=3, 1e-7 at p=6) and turns the gradient into inf * 0 = NaN.
             wn = torch.linalg.vector_norm(self.W, dim=1)
-            S = self.act.torch_fn((x @ self.W.T) / wn) * wn
+            if self.act.homogeneity == 1.0:
+                # sigma 1-homogeneous in w means phi is (q+1)-homogeneous (pReLU: relu^p,
+                # q = p - 1), so phi(z)/||w||^q = ||w|| phi(z/||w||): autograd of
+                # ||w||^-q = (||w||^2)^(-q/2) needs (||w||^2)^(-q/2-1), which overflows
+                # float32 from a tiny init (eps 1e-12 at p=3, 1e-7 at p=6) and turns the
+                # gradient into inf * 0 = NaN.
+                S = self.act.torch_fn((x @ self.W.T) / wn) * wn
+            else:  # any other registered phi with a norm division: the definition itself
+                S = self.act.torch_fn(x @ self.W.T) * wn.pow(-q)
             if self.cfg.normalize_input:
                 S = S * x.pow(2).sum(dim=1, keepdim=True).pow(-0.5 * q)
         return S

@@ -284,6 +284,9 @@ def test_resume_gives_identical_result(data, tmp_path, optimizer):
     np.testing.assert_array_equal(resumed.snapshots.t, full.snapshots.t)
     with pytest.raises(ValueError, match="`cfg` differs.*lr"):
         train(small_net(), tr, cfg.replace(lr=0.123), checkpoint=ck, resume=True)
+    # fewer epochs than the checkpoint holds would hand back the longer run
+    with pytest.raises(ValueError, match="`epochs` must be >= 6.*got 3"):
+        train(small_net(), tr, cfg.replace(epochs=3), checkpoint=ck, resume=True)
 
 
 def test_evaluation_schedule_does_not_change_training(data):
@@ -357,6 +360,7 @@ def test_device_auto_prefers_cuda_when_available(monkeypatch):
     ({"betas": (0.9,)}, "betas"), ({"n_snapshots": -2}, "n_snapshots"),
     ({"eval_every": -1}, "eval_every"), ({"lr": float("nan")}, "lr"),
     ({"betas": 0.9}, "betas"), ({"device": "gpu"}, "device"), ({"device": "cuda:x"}, "device"),
+    ({"device": "cuda:"}, "device"),
 ])
 def test_bad_train_config_names_the_parameter(kw, name):
     with pytest.raises(ValueError, match=f"`{name}`"):
@@ -378,6 +382,15 @@ def test_bad_inputs_name_the_parameter(data):
         train(small_net(), (data[0].X, np.zeros(DATA.n)), quiet())
     with pytest.raises(ValueError, match="`data`"):
         train(small_net(), data[0].X, quiet())
+    # an (n, 1) output times (n,) labels would broadcast to an (n, n) loss
+    column = torch.nn.Sequential(torch.nn.Linear(DATA.D, 4, dtype=torch.float64),
+                                 torch.nn.ReLU(), torch.nn.Linear(4, 1, dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"outputs `f` of the labels' shape \(n,\)"):
+        train(column, data[0], quiet())
+    with pytest.raises(ValueError, match="`total_steps` must be"):
+        snapshot_steps(-5, 3)
+    with pytest.raises(ValueError, match="`n_snapshots` must be"):
+        snapshot_steps(10, -2)
     with pytest.raises(ValueError, match="`perturb`"):
         train(small_net(), data[0], quiet(), perturb=3)
     with pytest.raises(ValueError, match="`data`: X must be finite"):

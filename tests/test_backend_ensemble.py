@@ -17,6 +17,7 @@ from gradflow.backend import (
 from gradflow.backend.ensemble import auto_chunk, member_bytes
 from gradflow.config import DataConfig, InitConfig, ModelConfig
 from gradflow.losses import torch_loss
+from gradflow.torch_model import TwoLayerNet
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -92,6 +93,48 @@ def test_hand_derived_batched_gradient_equals_autograd(ps, normalize, bias, loss
     torch.testing.assert_close(losses, ref.detach(), rtol=1e-12, atol=0)
     for a, g in zip(mine, theirs):
         torch.testing.assert_close(a, g, rtol=1e-12, atol=1e-14)
+
+
+def test_float32_ensemble_from_a_tiny_init_matches_its_member_run():
+    # relu(Z)^6 is ~2e-44 here, subnormal in float32: the batched gradient must rescale by
+    # ||w|| as TwoLayerNet does (it lost 79% of the first gradient and ended 1.2e-2 off).
+    m = EnsembleMember(ModelConfig(width=20, p=6.0), InitConfig(eps=1e-7, seed=0),
+                       DataConfig(K=4, K1=2, D=30, alpha=0.1, n=100, seed=0), seed=0)
+    kw = dict(optimizer="sgd", lr=0.2, epochs=3, batch_size=20, device="cpu", progress=False,
+              n_snapshots=0, eval_every=1, rank_every=0)
+    ref = train_member(m, TrainConfig(dtype="float64", **kw)).model.to_params()
+    one = train_member(m, TrainConfig(dtype="float32", **kw)).model.to_params()
+    ens = train_ensemble([m], TrainConfig(dtype="float32", **kw))
+    # float32 rounding over 15 steps (measured 3.4e-7 for both): 1e-5 leaves room
+    assert rel(one.W, ref.W) < 1e-5
+    assert rel(ens.W[0], ref.W) < 1e-5 and rel(ens.W[0], one.W) < 1e-5
+
+
+def test_mixed_relu_p_and_prelu_members_gradient_equals_autograd():
+    torch.manual_seed(1)
+    models = [ModelConfig(width=5, activation="relu_p", p=2.0), ModelConfig(width=5, p=3.0),
+              ModelConfig(width=5, activation="relu_p", p=1.5)]
+    W = torch.randn(3, 5, 4, dtype=torch.float64)
+    v = torch.randn(3, 5, dtype=torch.float64)
+    X = torch.randn(3, 7, 4, dtype=torch.float64)
+    y = torch.sign(torch.randn(3, 7, dtype=torch.float64))
+    net = BatchedTwoLayer(models, W.clone(), v.clone(), None)
+    assert net.analytic and net.phi is None
+    net.loss_and_grad(X, y, "exponential", cap=700.0)
+    mine = [net.W.grad.clone(), net.v.grad.clone()]
+    net.zero_grad()
+    torch_loss(net(X), y, "exponential", reduction="none").mean(dim=1).sum().backward()
+    # each member alone through TwoLayerNet's autograd: the batched module is that net
+    for r, m in enumerate(models):
+        one = TwoLayerNet(m, 4)
+        with torch.no_grad():
+            one.W.copy_(W[r])
+            one.v.copy_(v[r])
+        torch_loss(one(X[r]), y[r], "exponential").backward()
+        # two exact formulas for one derivative in float64: rounding only
+        torch.testing.assert_close(mine[0][r], one.W.grad, rtol=1e-12, atol=1e-14)
+        torch.testing.assert_close(net.W.grad[r], one.W.grad, rtol=1e-12, atol=1e-14)
+        torch.testing.assert_close(mine[1][r], one.v.grad, rtol=1e-12, atol=1e-14)
 
 
 def test_members_really_differ():

@@ -47,6 +47,28 @@ def test_numpy_and_torch_forward_agree(name, rng):
         np.testing.assert_allclose(f_np, f_t, rtol=1e-12, atol=1e-12)
 
 
+def test_a_registered_norm_dividing_activation_agrees_in_numpy_and_torch(rng, monkeypatch):
+    # torch evaluates phi(z)/||w||^q as ||w|| phi(z/||w||) only for 1-homogeneous sigma
+    # (pReLU); a user's phi with a norm division but no homogeneity must not be rescaled
+    from gradflow import activations
+    from gradflow.activations import Activation
+
+    def tanh_w(**_):
+        return Activation("tanh_w", {}, np.tanh, lambda z: 1 - np.tanh(z) ** 2, torch.tanh,
+                          w_power=1.0)
+
+    monkeypatch.setitem(activations._REGISTRY, "tanh_w", tanh_w)
+    cfg = ModelConfig(width=H, activation="tanh_w")
+    X, y, params = _problem(rng, cfg, "exponential")
+    params.W *= 3.0  # ||w|| far from 1, where the two forms differ most
+    net = to_torch(params, cfg)
+    np.testing.assert_allclose(forward(params, X, cfg),
+                               net(torch.tensor(X)).detach().numpy(), rtol=1e-12, atol=1e-12)
+    _, g = loss_and_grad(params, X, y, cfg)
+    torch_loss(net(torch.tensor(X)), torch.tensor(y), "exponential").backward()
+    np.testing.assert_allclose(g.W, net.W.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
 GRAD_CASES = list(itertools.product(
     [1.0, 1.5, 2.0, 3.0], [False, True], [False, True], ["exponential", "logistic", "cross_entropy"]
 ))

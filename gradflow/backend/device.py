@@ -22,8 +22,8 @@ def check_device_spec(device) -> str:
     asking whether that device exists (a config may be written on a machine without it)."""
     if isinstance(device, torch.device):
         device = str(device)
-    kind, _, index = device.partition(":") if isinstance(device, str) else ("", "", "")
-    if device not in ("auto", "cpu") and (kind != "cuda" or (index and not index.isdigit())):
+    kind, sep, index = device.partition(":") if isinstance(device, str) else ("", "", "")
+    if device not in ("auto", "cpu") and (kind != "cuda" or (sep and not index.isdigit())):
         raise ValueError(f"`device` must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
     return device
 

@@ -116,6 +116,8 @@ class BatchedTwoLayer(nn.Module):
         self.b = nn.Parameter(b) if b is not None else None
         acts = [m.activation_obj() for m in models]
         self.normalize_input = models[0].normalize_input
+        # sigma 1-homogeneous in w: phi is (q+1)-homogeneous, phi(z)/r^q = phi(z/r) r
+        self._homogeneous = acts[0].homogeneity == 1.0
         if all(_same_activation(a, acts[0]) for a in acts):
             self.phi, self.q, self.p = acts[0].torch_fn, acts[0].w_power, None
         else:  # prelu / relu_p with member-specific p
@@ -136,32 +138,30 @@ class BatchedTwoLayer(nn.Module):
         """Per-member mean losses L_r (R,); stores dL_r/dW_r etc. in ``.grad`` (relu^p only).
 
         The exact gradient of ``gradflow.model.loss_and_grad``, batched: with
-        g = dL/df (R, B), P = relu(Z)^p, s = ||w||^-q [||x||^-q] and S = P s,
-          dL/dv = S^T g,   dL/dW = (g v^T * p relu(Z)^(p-1) s)^T X - q (v dL/dv) W / ||w||^2,
+        g = dL/df (R, B), s = ||w||^-q [||x||^-q], P = relu(Z)^p s and dP = p relu(Z)^(p-1) s
+        (both evaluated through Z/||w||, see ``_norm_divisor``),
+          dL/dv = P^T g,   dL/dW = (g v^T * dP)^T X - q (v dL/dv) W / ||w||^2,
           dL/db = sum_b g.
         One pass without autograd: cheaper when per-step overhead dominates.
         """
-        W, v = self.W, self.v
+        W, v, q = self.W, self.v, self.q
         Z = torch.bmm(X, W.transpose(1, 2))
-        Rz = torch.relu(Z)
-        p = self._p_all
-        if p == 1.0:
+        wd = self._norm_divisor()
+        has_q = wd is not None
+        Rz = torch.relu(Z / wd if has_q else Z)
+        p = self._p_all if self._p_all is not None else self.p
+        if isinstance(p, float) and p == 1.0:
             P, dP = Rz, None  # relu' = 1[Z > 0], applied with a where below
-        elif p is not None:
+        else:  # (per-member p: 0^0 = 1 for p = 1 members, masked by the where below)
             Rm = Rz ** (p - 1.0)
             P, dP = Rm * Rz, p * Rm
-        else:
-            Rm = Rz ** (self.p - 1.0)  # 0^0 = 1 for p = 1 members: masked by the where below
-            P, dP = Rm * Rz, self.p * Rm
-        q = self.q
-        scale = None
-        if isinstance(q, torch.Tensor) or q != 0:
-            wn2 = W.pow(2).sum(dim=2)
-            scale = wn2.unsqueeze(1).pow(-0.5 * q)
+        if has_q:  # back to relu(Z)^p ||w||^-q and its Z-derivative p relu(Z)^(p-1) ||w||^-q
+            P = P * wd ** (p - q)
+            dP = wd ** (-q) if dP is None else dP * wd ** (p - 1.0 - q)
             if self.normalize_input:
-                scale = scale * X.pow(2).sum(dim=2, keepdim=True).pow(-0.5 * q)
-        S = P * scale if scale is not None else P
-        f = torch.bmm(S, v.unsqueeze(2)).squeeze(2)
+                xs = X.pow(2).sum(dim=2, keepdim=True).pow(-0.5 * q)
+                P, dP = P * xs, dP * xs
+        f = torch.bmm(P, v.unsqueeze(2)).squeeze(2)
         if self.b is not None:
             f = f + self.b[:, None]
         z = y * f
@@ -171,29 +171,47 @@ class BatchedTwoLayer(nn.Module):
         else:
             losses, dz = torch.nn.functional.softplus(-z).mean(dim=1), -torch.sigmoid(-z)
         g = y * dz / z.shape[1]
-        grad_v = torch.bmm(S.transpose(1, 2), g.unsqueeze(2)).squeeze(2)
+        grad_v = torch.bmm(P.transpose(1, 2), g.unsqueeze(2)).squeeze(2)
         A = g.unsqueeze(2) * v.unsqueeze(1)
         A = torch.where(Z > 0, A if dP is None else A * dP, 0.0)
-        if scale is not None:
-            A = A * scale
         grad_W = torch.bmm(A.transpose(1, 2), X)
-        if scale is not None:
+        if has_q:
             qr = q.reshape(-1, 1) if isinstance(q, torch.Tensor) else q
-            grad_W -= (qr * grad_v * v / wn2).unsqueeze(2) * W
+            grad_W -= (qr * grad_v * v / W.pow(2).sum(dim=2)).unsqueeze(2) * W
         W.grad, v.grad = grad_W, grad_v
         if self.b is not None:
             self.b.grad = g.sum(dim=1)
         return losses
 
+    def _norm_divisor(self) -> torch.Tensor | None:
+        """||w_j|| as (R, 1, h) for the members with q != 0 (1 for the others), or None
+        when no member divides by a norm.
+
+        phi(z)/||w||^q is evaluated as phi(z/||w||) ||w||^(p-q) for relu^p (TwoLayerNet's
+        form): from a tiny init relu(z)^p itself underflows float32 (2e-44 at p = 6, eps
+        1e-7) before the division would bring it back to O(eps)."""
+        q = self.q
+        if not (isinstance(q, torch.Tensor) or q != 0):
+            return None
+        wd = self.W.pow(2).sum(dim=2).sqrt().unsqueeze(1)
+        if isinstance(q, torch.Tensor):  # members with q = 0 (relu_p) are not rescaled
+            wd = torch.where(q != 0, wd, torch.ones_like(wd))
+        return wd
+
     def hidden(self, X: torch.Tensor) -> torch.Tensor:
         """Hidden features (R, B, h)."""
         Z = torch.bmm(X, self.W.transpose(1, 2))
-        S = self.phi(Z) if self.phi is not None else torch.relu(Z) ** self.p
-        q = self.q
-        if isinstance(q, torch.Tensor) or q != 0:
-            S = S * self.W.pow(2).sum(dim=2, keepdim=True).transpose(1, 2).pow(-0.5 * q)
-            if self.normalize_input:
-                S = S * X.pow(2).sum(dim=2, keepdim=True).pow(-0.5 * q)
+        q, wd = self.q, self._norm_divisor()
+        if wd is None:
+            return self.phi(Z) if self.phi is not None else torch.relu(Z) ** self.p
+        if self.phi is None:  # relu^p with member-specific p
+            S = torch.relu(Z / wd) ** self.p * wd ** (self.p - q)
+        elif self._homogeneous:  # phi is (q+1)-homogeneous: the same rescaling
+            S = self.phi(Z / wd) * wd
+        else:
+            S = self.phi(Z) * wd ** (-q)
+        if self.normalize_input:
+            S = S * X.pow(2).sum(dim=2, keepdim=True).pow(-0.5 * q)
         return S
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:

@@ -263,6 +263,8 @@ def _head(model: nn.Module, H: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 def snapshot_steps(total_steps: int, n_snapshots: int) -> np.ndarray:
     """Step indices 0 and round(logspace(0, log10(total), n-1)), deduplicated (log-spaced)."""
+    total_steps = check_int("total_steps", total_steps, 0)
+    n_snapshots = check_int("n_snapshots", n_snapshots, 0)
     if n_snapshots == 0:
         return np.zeros(0, dtype=np.int64)
     if total_steps == 0 or n_snapshots == 1:
@@ -300,6 +302,9 @@ def _load_checkpoint(path: Path, cfg: TrainConfig) -> dict:
     if diff:
         raise ValueError(f"`cfg` differs from the checkpoint's config in {diff}; resume needs "
                          "the same settings (only epochs, progress and eval_batch may change)")
+    if cfg.epochs < state["epoch"]:  # would return the longer run as if it were this one
+        raise ValueError(f"`epochs` must be >= {state['epoch']}, the epochs the checkpoint "
+                         f"{path} has already done, to resume from it; got {cfg.epochs}")
     return state
 
 
