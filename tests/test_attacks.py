@@ -157,6 +157,17 @@ def test_bad_input_messages(linear):
         PGD(seed=-1)
     with pytest.raises(ValueError, match="`lower` must be one of"):
         attack_radius(model, x, y, lower="exact")
+    with pytest.raises(ValueError, match=r"`seed` must be <= 9223372036854775807"):
+        PGD(seed=2**64)
+    # a NaN row passed the bounds check and was counted as misclassified (upper radius 0)
+    xn = x.clone()
+    xn[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="`x` must be finite"):
+        PGD(steps=2, bounds=(-10.0, 10.0))(model, xn, y, 0.1)
+    with pytest.raises(ValueError, match="`x` must be finite"):
+        attack_radius(model, xn, y)
+    with pytest.raises(ValueError, match="`x` must hold at least one point"):
+        attack_radius(model, x[:0], y[:0])
 
 
 def test_validation_gaps_messages(linear):

@@ -67,3 +67,14 @@ def test_radius_F3_noisy_1000(K):
     # Exact F_3 radii cost ~1 s (K=4), ~3 s (K=10) and ~40 s (K=32) per 1000 points on an
     # idle 2-core machine, so K=32 runs under -m slow.
     _check(K, "Fp", noisy=True, n=1000)
+
+
+def test_float32_points_get_both_radius_bounds_in_float32():
+    # the ideal classifiers' certificate runs in float64; the bracket must not mix dtypes
+    cfg = DataConfig(K=4, K1=2, D=8, alpha=0.1, n=8, seed=0)
+    dat = make_subclass_data(cfg, "test")
+    clf = from_data(dat, "Fp", p=3.0)
+    x = torch.as_tensor(dat.X, dtype=torch.float32)
+    res = attack_radius(clf, x, torch.as_tensor(np.sign(clf.numpy(dat.X)), dtype=torch.float32))
+    assert res.lower.dtype == res.upper.dtype == torch.float32
+    assert bool((res.lower <= res.upper).all())

@@ -90,6 +90,22 @@ def test_hook_bounds_checked():
         pgd_hook(0.1, 2, bounds=(0.0, 1.0))(x, y, net)
 
 
+def test_hooks_check_labels_like_the_attacks():
+    net = _linear_net()
+    x = torch.randn(4, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    # {0, 1} labels on a scores model: the y = 0 rows had zero gradient and stayed put
+    with pytest.raises(ValueError, match=r"`y` must hold labels in \{-1, \+1\}"):
+        fgsm_hook(0.1, "l2")(x, torch.tensor([0.0, 1.0, 0.0, 1.0], dtype=torch.float64), net)
+
+
+def test_smooth_surrogate_needs_a_relu_forward():
+    for cfg in (ModelConfig(width=4, p=3.0), ModelConfig(width=4, activation="softplus")):
+        with pytest.raises(ValueError, match="`net` must be a ReLU net"):
+            smooth_surrogate(TwoLayerNet(cfg, 5))
+    smooth_surrogate(TwoLayerNet(ModelConfig(width=4, p=1.0), 5))  # pReLU p = 1 is ReLU
+    smooth_surrogate(TwoLayerNet(ModelConfig(width=4, p=3.0), 5), activation="softplus")
+
+
 def test_smooth_surrogate_shares_parameters():
     net = TwoLayerNet(ModelConfig(width=8, activation="relu"), 6)
     sur = smooth_surrogate(net)

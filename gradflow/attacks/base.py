@@ -30,6 +30,9 @@ import torch
 from .._validate import check_int, check_real
 from .norms import Norm, get_norm
 
+#: torch generators take seeds in [0, 2^63 - 1]; larger ones fail only at attack time
+TORCH_SEED_MAX = 2**63 - 1
+
 ATTACK_LOSSES = ("auto", "exponential", "logistic", "cross_entropy", "margin")
 
 
@@ -200,6 +203,11 @@ def check_inputs(x, y):
                          f"{getattr(x, 'shape', type(x).__name__)}")
     if not torch.is_floating_point(x):
         raise ValueError(f"`x` must be a floating-point tensor, got dtype {x.dtype}")
+    if x.shape[0] < 1:
+        raise ValueError("`x` must hold at least one point, got an empty batch")
+    if not bool(torch.isfinite(x).all()):
+        # a NaN row would pass the bounds check and be counted as misclassified
+        raise ValueError("`x` must be finite; it holds NaN or inf")
     if not isinstance(y, torch.Tensor):
         y = torch.as_tensor(y, device=x.device)
     if y.dim() != 1 or y.shape[0] != x.shape[0]:
@@ -307,7 +315,7 @@ class Attack:
         if self.norm.name not in self.norms:
             raise ValueError(f"`norm` must be one of {self.norms} for {type(self).__name__}, "
                              f"got {self.norm.name!r}")
-        self.seed = check_int("seed", seed, 0)
+        self.seed = check_int("seed", seed, 0, TORCH_SEED_MAX)
         self.bounds = check_bounds(bounds)
 
     def _clip(self, z: torch.Tensor, x0: torch.Tensor | None = None) -> torch.Tensor:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from .._validate import check_int, check_real
-from .base import Attack, AttackContext, check_inputs, expand_like
+from .base import TORCH_SEED_MAX, Attack, AttackContext, check_inputs, expand_like
 from .minnorm import MinNormL2, _unit, past_ties, ray_root
 
 
@@ -146,7 +146,7 @@ def check_gradient_masking(model, x: torch.Tensor, y, gradient_radius=None, *, s
     x, y = check_inputs(x, y)
     subset = check_int("subset", subset, 1)
     rtol = check_real("rtol", rtol, 0.0, 1.0)
-    seed = check_int("seed", seed, 0)
+    seed = check_int("seed", seed, 0, TORCH_SEED_MAX)
     n = x.shape[0]
     if gradient_radius is None:
         res = MinNormL2(anchor_starts=0, seed=seed)(model, x, y)

@@ -26,8 +26,11 @@ so the final distance is always an upper bound on the true radius.
    first guess of r(u') is the linearisation t = <g, z - x> / <g, u'>.
 
 Each sample records which start produced its final point (``info['method']``:
-'deepfool' or 'anchor') and the final cosine between u and -g/||g||
-(``info['kkt_cos']``; 1 at a smooth local minimum).
+'deepfool' or 'anchor') and the cosine between u and -g/||g|| at the last point
+where the refinement evaluated g (``info['kkt_cos']``; 1 at a smooth local minimum).
+When the last refinement step was accepted that is the point before it, so the value
+is a diagnostic of the previous direction, not a certificate of the final one; NaN
+without refinement (``refine_steps=0``).
 """
 from __future__ import annotations
 

@@ -127,7 +127,8 @@ def attack_radius(model, x: torch.Tensor, y, *, attacks: list[Attack] | None = N
     use_lip = lower == "lipschitz" or (lower == "auto" and supports_lipschitz_bound(model))
     if use_lip:
         cap = torch.where(torch.isfinite(upper), upper, 10 * x.reshape(n, -1).norm(dim=1) + 1)
-        low = lipschitz_lower_bound(model, x, y, r_max=cap)
+        # (an ideal classifier's certificate runs in float64: report both ends in x's dtype)
+        low = lipschitz_lower_bound(model, x, y, r_max=cap).to(upper.dtype)
         low = torch.minimum(low, upper)
     else:
         low = torch.zeros_like(upper)

@@ -28,9 +28,12 @@ from .._validate import check_choice, check_int, check_real
 from ..torch_model import TwoLayerNet
 from .base import (
     ATTACK_LOSSES,
+    TORCH_SEED_MAX,
     attack_direction_loss,
     check_bounds,
     check_in_bounds,
+    check_inputs,
+    check_labels,
     clip_to_box,
 )
 from .norms import get_norm
@@ -40,7 +43,9 @@ class PerturbHook:
     """``perturb(x, y, model) -> x_adv``: k steps of normalised ascent in the eps-ball.
 
     steps=1 with step_size=eps and no random start is FGSM. The random start is
-    drawn from a generator seeded by ``seed`` (a new draw per call).
+    drawn from a generator seeded by ``seed`` (a new draw per call); ``state_dict`` /
+    ``load_state_dict`` carry that generator through a training checkpoint, so a resumed
+    run draws what the uninterrupted one would have.
     """
 
     def __init__(self, eps: float, *, steps: int = 1, step_size: float | None = None,
@@ -56,7 +61,7 @@ class PerturbHook:
         self.random_start = bool(random_start)
         self.grad_model = grad_model
         self.bounds = check_bounds(bounds)
-        self.seed = check_int("seed", seed, 0)
+        self.seed = check_int("seed", seed, 0, TORCH_SEED_MAX)
         self._gen: dict[str, torch.Generator] = {}
 
     def _generator(self, device) -> torch.Generator:
@@ -64,6 +69,17 @@ class PerturbHook:
         if key not in self._gen:
             self._gen[key] = torch.Generator(device=device).manual_seed(self.seed)
         return self._gen[key]
+
+    def state_dict(self) -> dict:
+        """The random-start generators' states, by device (``gradflow.backend.train``
+        saves this in its checkpoints)."""
+        return {"generators": {k: g.get_state() for k, g in self._gen.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._gen = {}
+        for key, st in state.get("generators", {}).items():
+            self._gen[key] = torch.Generator(device=key)
+            self._gen[key].set_state(st)
 
     def _clip(self, z, x0=None):
         return clip_to_box(z, self.bounds, x0)
@@ -73,8 +89,10 @@ class PerturbHook:
         was_training = net.training
         net.eval()
         try:
-            x = x.detach()
+            x, y = check_inputs(x.detach(), y)
             check_in_bounds(x, self.bounds)
+            with torch.no_grad():  # {0, 1} labels on scores would silently not perturb
+                y = check_labels(net(x[:1]), y)
             if self.random_start:
                 d = self.norm.random_in_ball(x.shape, self.eps, self._generator(x.device),
                                              x.dtype, x.device)
@@ -119,6 +137,13 @@ def smooth_surrogate(net: TwoLayerNet, activation: str = "relu_softplus_grad",
     """
     if not isinstance(net, TwoLayerNet):
         raise ValueError("`net` must be a TwoLayerNet")
+    relu_forward = net.act.name == "relu" or (net.act.name in ("prelu", "relu_p")
+                                              and net.act.params.get("p") == 1.0)
+    if activation == "relu_softplus_grad" and not relu_forward:
+        # its forward pass is ReLU: the gradient would belong to another model
+        raise ValueError(f"`net` must be a ReLU net (activation 'relu', or prelu / relu_p "
+                         f"with p = 1) for the 'relu_softplus_grad' surrogate, got "
+                         f"{net.act.name!r} with {net.act.params}")
     cfg = net.cfg.replace(activation=activation, a=a)
     sur = TwoLayerNet(cfg, net.W.shape[1], dtype=net.W.dtype, device=net.W.device)
     sur.W, sur.v, sur.b = net.W, net.v, net.b

@@ -60,7 +60,8 @@ class TrainConfig(_ConfigMixin):
     momentum, weight_decay: torch SGD options (0 = plain gradient steps).
     betas, adam_eps: Adam options.
     dtype:       'float32' or 'float64'; device: 'auto' (CUDA if available), 'cpu', 'cuda[:N]'.
-    seed:        seeds the minibatch order and torch's global RNG (perturbation hooks).
+    seed:        seeds the minibatch order and torch's global RNG (for user hooks that draw
+                 from it; gradflow's attack hooks carry their own generator).
     n_snapshots: two-layer nets only: about this many (W, v, loss) snapshots on a
                  log-spaced step schedule, including step 0 and the last step (0 = off).
     eval_every:  full train/test metrics every this many epochs (and at the end); 0 = never
