@@ -43,6 +43,17 @@ def test_a_grid_override_replaces_the_axis_however_the_file_spells_it(tmp_path):
     assert len(spec.cells()) == 3 * 1 * 2 * 2
 
 
+def test_an_axis_inside_another_axis_is_an_error_and_cells_share_nothing():
+    # cells used to share the mapping of the outer axis, so every cell got the last alpha
+    with pytest.raises(ValueError, match=r"axis `data\.alpha` lies inside axis `data`"):
+        SweepSpec.from_dict({"task": "echo", "grid": {"data": [{"K": 4}, {"K": 8}]},
+                             "zip": {"data.alpha": [0.05, 0.2]}})
+    spec = SweepSpec.from_dict({"task": "echo", "grid": {"x": [[1, 2], [3]], "y": [0, 1]}})
+    cells = spec.cells()
+    cells[0][1]["x"].append(9)  # a task mutating its config must not reach other cells
+    assert cells[1][1]["x"] == [1, 2] and spec.grid["x"] == [[1, 2], [3]]
+
+
 def test_zip_rejects_repeated_rows_not_repeated_values():
     spec = SweepSpec.from_dict({"task": "echo", "zip": {"x": [1.0, 1.0], "y": [1.0, 2.0]}})
     assert len(spec.cells()) == 2

@@ -18,6 +18,7 @@ Cells = product(grid axes) x rows(zip), in file order; each cell's config is
 """
 from __future__ import annotations
 
+import copy
 import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -92,6 +93,12 @@ class SweepSpec:
         both = sorted(set(grid) & set(zipped))
         if both:
             raise ValueError(f"axis key(s) {both} appear in both `grid` and `zip`")
+        keys = list(grid) + list(zipped)
+        nested = sorted((a, b) for a in keys for b in keys if b.startswith(a + "."))
+        if nested:  # one axis would overwrite part of the other's values, cell by cell
+            a, b = nested[0]
+            raise ValueError(f"axis `{b}` lies inside axis `{a}`; vary it inside `{a}`'s "
+                             f"values or move `{a}`'s other keys to `base`")
         lengths = {k: len(v) for k, v in zipped.items()}
         if len(set(lengths.values())) > 1:
             raise ValueError(f"`zip` axes must have equal lengths, got {lengths}")
@@ -117,8 +124,8 @@ class SweepSpec:
             for zrow in zip_rows:
                 values = {**dict(zip(self.grid, combo)), **zrow}
                 cfg = deep_merge(self.base, {})
-                for key, v in values.items():
-                    set_dotted(cfg, key, v)
+                for key, v in values.items():  # a copy: cells must not share mutable values
+                    set_dotted(cfg, key, copy.deepcopy(v))
                 out.append((values, cfg))
         return out
 
