@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from gradflow.cli import main
@@ -172,3 +173,32 @@ def test_simulate_dispatch_with_a_stand_in_engine(env, capsys, monkeypatch, fake
     assert calls["width"] == 7 and calls["t_max"] == 5.0 and calls["loss"] == "exponential"
     assert (env / "s" / "params.npz").is_file() and (env / "s" / "effective_config.yaml").is_file()
     assert "max_invariant_drift" in capsys.readouterr().out
+
+
+def test_radius_on_the_train_split_measures_the_training_points(tmp_path, monkeypatch):
+    # a draw's noise depends on n, so drawing n_points < n used to give fresh points
+    import yaml
+
+    from gradflow import DataConfig, ModelConfig, init_params, make_subclass_data
+    from gradflow.config import InitConfig
+    from gradflow.studies.runs import compute_radius, save_params
+
+    data_cfg, model = DataConfig(K=4, K1=2, D=12, alpha=0.1, n=40), ModelConfig(width=6, p=1.0)
+    d = tmp_path / "model"
+    d.mkdir()
+    (d / "effective_config.yaml").write_text(yaml.safe_dump(
+        {"data": data_cfg.to_dict(), "model": model.to_dict()}))
+    save_params(d / "params.npz", init_params(model, InitConfig(eps=1.0), data_cfg.D))
+    out = tmp_path / "out"
+    out.mkdir()
+    import gradflow.attacks.radius as radius_mod
+
+    seen = []
+    real = radius_mod.attack_radius
+    monkeypatch.setattr(radius_mod, "attack_radius",
+                        lambda net, x, y, **kw: seen.append(x.numpy().copy()) or real(net, x, y, **kw))
+    cfg = {"n_points": 5, "split": "train", "lower": "none"}
+    compute_radius(d, cfg, out, seed=0, device="cpu")
+    np.testing.assert_array_equal(seen[0], make_subclass_data(data_cfg).X[:5])
+    with pytest.raises(ValueError, match=r"`n_points` must be <= 40"):
+        compute_radius(d, {**cfg, "n_points": 41}, out, seed=0, device="cpu")

@@ -146,14 +146,23 @@ def compute_radius(model_dir: Path, cfg: dict[str, Any], folder: Path, seed: int
     data_cfg = DataConfig.from_dict(mcfg["data"])
     model = ModelConfig.from_dict(mcfg["model"])
     net = to_torch(params, model, dtype=torch.float64, device=device)
-    data = make_subclass_data(data_cfg, cfg["split"], n=cfg["n_points"])
-    x = torch.as_tensor(data.X, dtype=torch.float64, device=device)
-    y = torch.as_tensor(data.y, dtype=torch.float64, device=device)
+    k = cfg["n_points"]
+    if cfg["split"] == "train":
+        # the training points themselves: a draw's noise depends on n, so draw all n
+        if k > data_cfg.n:
+            raise ValueError(f"`n_points` must be <= {data_cfg.n} (the model's training set) "
+                             f"with split 'train', got {k}")
+        data = make_subclass_data(data_cfg, "train")
+    else:
+        data = make_subclass_data(data_cfg, "test", n=k)
+    X, labels, subclass = data.X[:k], data.y[:k], data.subclass[:k]
+    x = torch.as_tensor(X, dtype=torch.float64, device=device)
+    y = torch.as_tensor(labels, dtype=torch.float64, device=device)
     t0 = time.perf_counter()
     res = attack_radius(net, x, y, lower=cfg["lower"], seed=seed)
     lower, upper = res.lower.cpu().numpy(), res.upper.cpu().numpy()
     save_npz(folder / "radii.npz", lower=lower, upper=upper,
-             clean_correct=res.clean_correct.cpu().numpy(), subclass=data.subclass)
+             clean_correct=res.clean_correct.cpu().numpy(), subclass=subclass)
     K = data_cfg.K
     summary = {"kind": "radius", "model_dir": str(model_dir), "metrics": {
         "median_upper": float(np.median(upper)), "median_lower": float(np.median(lower)),
