@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import platform
-import re
 import sys
 import time
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gradflow.io import atomic_write_text, save_json  # noqa: E402
+from gradflow.io import atomic_write_text, replace_marked_section, save_json  # noqa: E402
 
 
 def machine_info() -> dict:
@@ -72,10 +71,8 @@ def write_report(name: str, command: str, config: dict, metrics: dict, targets: 
         "# Benchmarks\n\nEach section is written by its script in `benchmarks/`; rerun the command "
         "shown to refresh it. Ratios are measured against a baseline in the same run, because "
         "absolute times on shared machines are noisy.\n")
-    pattern = re.compile(rf"<!-- bench:{re.escape(name)} -->.*?<!-- /bench:{re.escape(name)} -->",
-                         re.S)
-    text = pattern.sub(lambda _: section, text) if pattern.search(text) else (
-        text.rstrip() + "\n\n" + section + "\n")
+    text = replace_marked_section(text, f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->",
+                                  section, "<!-- bench:", str(doc))
     atomic_write_text(doc, text)
     return doc
 

@@ -142,6 +142,10 @@ class InitConfig(_ConfigMixin):
         check_choice("mode", self.mode, INIT_MODES)
         store(self, "delta", check_real("delta", self.delta, 0.0, 1.0))
         store(self, "target", check_int("target", self.target, 0))
+        if self.mode != "nudged" and (self.delta != 0.0 or self.target != 0):
+            # they would change the config hash without changing the run
+            raise ValueError(f"`delta` and `target` are only used with mode='nudged'; leave "
+                             f"them at 0 for mode={self.mode!r}")
         store(self, "seed", check_int("seed", self.seed, 0))
 
 

@@ -88,6 +88,27 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def replace_marked_section(text: str, start: str, end: str, section: str, family: str,
+                           where: str = "the file") -> str:
+    """``text`` with the part from marker ``start`` to marker ``end`` replaced by ``section``
+    (appended when neither marker is there).
+
+    ``family`` is the prefix every start marker of the file shares (e.g. ``<!-- results:``).
+    Damaged markers (a start without its end, duplicates, or another section's start between
+    them) raise ValueError instead of rewriting: a lazy start..end match would otherwise
+    swallow every section up to the next matching end marker.
+    """
+    n_start, n_end = text.count(start), text.count(end)
+    if n_start == 0 and n_end == 0:
+        return text.rstrip() + "\n\n" + section + "\n"
+    i, j = text.find(start), text.find(end)
+    if n_start != 1 or n_end != 1 or j < i or family in text[i + len(start):j]:
+        raise ValueError(f"{where}: the section markers {start} ... {end} are damaged "
+                         f"({n_start} start and {n_end} end markers, or another section inside); "
+                         "repair them by hand so that the section has one of each")
+    return text[:i] + section + text[j + len(end):]
+
+
 def _jsonable(o: Any):
     if isinstance(o, np.ndarray):
         return o.tolist()

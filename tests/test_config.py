@@ -55,6 +55,9 @@ INIT_BAD = [
     (dict(mode="lazy"), r"`mode` must be one of 'balanced', 'independent', 'nudged'"),
     (dict(delta=1.5), r"`delta` must lie in \[0.0, 1.0\]"),
     (dict(seed=-3), r"`seed` must be >= 0"),
+    # unused outside mode='nudged', where they would change the hash but not the run
+    (dict(delta=0.5), r"`delta` and `target` are only used with mode='nudged'"),
+    (dict(target=2, mode="independent"), r"`delta` and `target` are only used with"),
 ]
 
 

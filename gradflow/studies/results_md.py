@@ -12,12 +12,11 @@ done under an exclusive file lock, so two studies finishing together are safe.
 from __future__ import annotations
 
 import contextlib
-import re
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..io import atomic_write_text
+from ..io import atomic_write_text, replace_marked_section
 from .summary import count_verdicts, verdict_table
 
 HEADER = (
@@ -81,10 +80,6 @@ def update_results_md(path: str | Path, study: str, preset: str, body: str) -> P
     section = f"{start}\n{body.strip()}\n{end}"
     with _locked(path):
         text = path.read_text(encoding="utf-8") if path.exists() else HEADER
-        pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
-        if pattern.search(text):
-            text = pattern.sub(lambda _: section, text)
-        else:
-            text = text.rstrip() + "\n\n" + section + "\n"
+        text = replace_marked_section(text, start, end, section, "<!-- results:", str(path))
         atomic_write_text(path, text)
     return path
