@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._validate import check_real
+from ._validate import check_int, check_real
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +143,18 @@ def _locate(path, verify: bool) -> tuple[Path, dict[str, Path]]:
         "(on these machines: ../shared/data/mnist holds the 10k test split).")
 
 
+def mnist_source(path: str | os.PathLike | None = None) -> dict | None:
+    """Which MNIST files ``load_mnist(path)`` would read: the folder and each file's name
+    and size (None when none are found). Cheap (no reading, no md5), so caches can key on
+    it: adding the official train split to a searched folder changes it."""
+    try:
+        folder, files = _locate(path, verify=False)
+    except FileNotFoundError:
+        return None
+    return {"folder": str(folder.resolve()),
+            "files": {k: [f.name, f.stat().st_size] for k, f in sorted(files.items())}}
+
+
 def load_mnist(
     path: str | os.PathLike | None = None,
     labels: str | Callable[[np.ndarray], np.ndarray] = "digits",
@@ -167,6 +179,10 @@ def load_mnist(
     else:
         raise ValueError(f"`labels` must be 'digits', 'parity' or a callable, got {labels!r}")
     check_real("test_fraction", test_fraction, 0.0, 1.0, lo_open=True, hi_open=True)
+    seed = check_int("seed", seed, 0)
+    for name, flag in (("center", center), ("flatten", flatten), ("verify", verify)):
+        if not isinstance(flag, (bool, np.bool_)):
+            raise ValueError(f"`{name}` must be True or False, got {flag!r}")
     folder, files = _locate(path, verify)
     Xt, dt = _pair(files["test_images"], files["test_labels"], dtype)
     if "train_images" in files:
@@ -176,6 +192,10 @@ def load_mnist(
         rng = np.random.default_rng(seed)
         perm = rng.permutation(len(Xt))
         n_test = int(round(test_fraction * len(Xt)))
+        if not 1 <= n_test < len(Xt):
+            raise ValueError(f"`test_fraction` {test_fraction:g} of the {len(Xt)} images leaves "
+                             f"an empty split; use a value in [{1 / len(Xt):.2g}, "
+                             f"{1 - 1 / len(Xt):.6g}]")
         te, tr = perm[:n_test], perm[n_test:]
         Xtr, dtr, Xt, dt = Xt[tr], dt[tr], Xt[te], dt[te]
         official = False

@@ -37,7 +37,14 @@ from gradflow.attacks import (
     pgd_hook,
 )
 from gradflow.backend import MLP, TrainConfig, torch_threads, train
-from gradflow.studies import Study, StudyOutput, load_study_mnist, make_check, register_study
+from gradflow.studies import (
+    Study,
+    StudyOutput,
+    load_study_mnist,
+    make_check,
+    register_study,
+    study_mnist_source,
+)
 
 DEFAULTS = {
     "archs": ["bottleneck", "reversed"],
@@ -397,6 +404,6 @@ def plot(arrays: dict, summary: dict, fig_dir) -> list:
 
 
 register_study(Study(name="capped_relu", run=run, plot=plot, defaults=DEFAULTS, presets=PRESETS,
-                     validate=_validate,
+                     validate=_validate, data_key=study_mnist_source,
                      description="Capped ReLU per hidden layer of MNIST MLPs: PGD robustness, "
                                  "layer-wise distances, FGSM training, gradient-masking verdict."))

@@ -40,7 +40,14 @@ from gradflow import (
 )
 from gradflow.attacks import PGD, attack_radius
 from gradflow.backend import TrainConfig, torch_threads, train
-from gradflow.studies import Study, StudyOutput, load_study_mnist, make_check, register_study
+from gradflow.studies import (
+    Study,
+    StudyOutput,
+    load_study_mnist,
+    make_check,
+    register_study,
+    study_mnist_source,
+)
 
 PAPER = {  # Min & Vidal, parity task, robust accuracy p=1 and p=4 (THEORY.md section 7)
     ("linf", 0.05): (0.512, 0.913), ("linf", 0.1): (0.040, 0.637),
@@ -254,6 +261,6 @@ def plot(arrays: dict, summary: dict, fig_dir) -> list:
 
 
 register_study(Study(name="mnist_prelu", run=run, plot=plot, defaults=DEFAULTS, presets=PRESETS,
-                     validate=_validate,
+                     validate=_validate, data_key=study_mnist_source,
                      description="pReLU p in {1..4} on MNIST parity/10-class: clean and robust "
                                  "accuracy, per-sample l2 radii, stable ranks."))

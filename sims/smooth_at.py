@@ -24,7 +24,14 @@ import torch
 
 from gradflow.attacks import PGD, pgd_hook
 from gradflow.backend import MLP, SmallCNN, TrainConfig, torch_threads, train
-from gradflow.studies import Study, StudyOutput, load_study_mnist, make_check, register_study
+from gradflow.studies import (
+    Study,
+    StudyOutput,
+    load_study_mnist,
+    make_check,
+    register_study,
+    study_mnist_source,
+)
 
 PAPER_RANK = ["silu", "gelu", "elu", "relu"]  # ImageNet ResNet-50, PGD-50 robust accuracy
 PAPER = {"silu": (69.7, 42.3), "gelu": (69.9, 41.5), "elu": (69.0, 40.7), "relu": (68.8, 33.0)}
@@ -218,6 +225,6 @@ def plot(arrays: dict, summary: dict, fig_dir) -> list:
 
 
 register_study(Study(name="smooth_at", run=run, plot=plot, defaults=DEFAULTS, presets=PRESETS,
-                     validate=_validate,
+                     validate=_validate, data_key=study_mnist_source,
                      description="Single-step PGD adversarial training with smooth activations "
                                  "(CNN, MLP on MNIST), PGD-10/50/200; ranking vs Xie et al."))

@@ -123,3 +123,16 @@ def test_study_mnist_cuts_train_and_eval(mnist_dir):
     np.testing.assert_array_equal(m.y_eval.numpy(), m.data.y_test[:64])
     full = load_study_mnist({**cfg, "n_train": 0, "n_eval": 10**6}, seed=1)
     assert len(full.y_train) == 8000 and len(full.y_eval) == 2000  # 0: all; n_eval capped
+    with pytest.raises(ValueError, match="`n_train` must be >= 0"):  # was X_train[:-5]
+        load_study_mnist({**cfg, "n_train": -5}, seed=1)
+
+
+def test_mnist_loader_arguments_are_checked(mnist_dir):
+    with pytest.raises(ValueError, match="`test_fraction` 1e-05 of the 10000 images leaves an "
+                                         "empty split"):
+        load_mnist(mnist_dir, test_fraction=1e-5)
+    for seed in (-1, 1.5):
+        with pytest.raises(ValueError, match="`seed` must be"):
+            load_mnist(mnist_dir, seed=seed)
+    with pytest.raises(ValueError, match="`center` must be True or False"):
+        load_mnist(mnist_dir, center="no")

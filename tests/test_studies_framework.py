@@ -93,6 +93,12 @@ def test_config_layers_in_order(sims, tmp_path):
         resolve_config(study, "quick", overrides=["n.k=1"])
     with pytest.raises(ValueError, match=r"`preset` must be one of"):
         resolve_config(study, "fast")
+    # the Python API honours a file's preset unless one is passed (as the CLI does)
+    g = tmp_path / "p.yaml"
+    g.write_text("preset: paper\n")
+    assert resolve_config(study, config_file=g)["n"] == 10000
+    assert resolve_config(study, "quick", g)["n"] == 100
+    assert resolve_config(study)["preset"] == "quick"
 
 
 def test_override_parsing_types():
@@ -150,6 +156,43 @@ def test_editing_the_study_script_invalidates_the_cache(sims):
     assert not r.cached and _runs(counter) == 2
 
 
+def test_new_input_files_invalidate_the_cache(sims, monkeypatch):
+    # the MNIST studies read files found outside their config (study_mnist_source): when the
+    # official train split appears, a cached result of the 10k-test-split run must not return
+    tmp, counter = sims
+    study = get_study("toy_mean")
+    import dataclasses
+
+    import gradflow.studies.registry as reg
+
+    found = {"files": ["t10k"]}
+    monkeypatch.setitem(reg._REGISTRY, "toy_mean",
+                        dataclasses.replace(study, data_key=lambda cfg: dict(found)))
+    r1 = run_study("toy_mean", "smoke", out=tmp / "o", results_md=False, cache_dir=tmp / "c")
+    r2 = run_study("toy_mean", "smoke", out=tmp / "o", results_md=False, cache_dir=tmp / "c")
+    assert r2.cached and r2.key == r1.key
+    found["files"] = ["t10k", "train"]
+    r3 = run_study("toy_mean", "smoke", out=tmp / "o", results_md=False, cache_dir=tmp / "c")
+    assert not r3.cached and r3.key != r1.key and _runs(counter) == 2
+
+
+def test_mnist_source_names_the_files_found(tmp_path):
+    from gradflow.mnist import mnist_source
+
+    d = tmp_path / "m"
+    d.mkdir()
+    for stem in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        (d / stem).write_bytes(b"x" * 7)
+    src = mnist_source(d)
+    assert src["folder"] == str(d.resolve())
+    assert src["files"] == {"test_images": ["t10k-images-idx3-ubyte", 7],
+                            "test_labels": ["t10k-labels-idx1-ubyte", 7]}
+    for stem in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"):
+        (d / stem).write_bytes(b"y")
+    assert set(mnist_source(d)["files"]) == {"test_images", "test_labels", "train_images",
+                                             "train_labels"}
+
+
 def test_failed_run_leaves_no_cache_entry(tmp_path):
     cache = RunCache(tmp_path)
     with pytest.raises(RuntimeError):
@@ -159,6 +202,41 @@ def test_failed_run_leaves_no_cache_entry(tmp_path):
     entry = cache.entry("study", "x", "k")
     assert not entry.exists() and not cache.is_complete(entry)
     assert list(entry.parent.iterdir()) == []  # the staging folder was removed too
+
+
+def test_identical_runs_finishing_together_both_succeed(tmp_path, monkeypatch):
+    # the old entry was deleted in place and then replaced: a second finisher failed with
+    # "Directory not empty" after all its compute (the window widened here by a slow rename)
+    import os
+    import threading
+    import time
+
+    import gradflow.studies.cache as cache_mod
+
+    real = os.replace
+
+    def slow_replace(a, b):
+        time.sleep(0.1)
+        return real(a, b)
+
+    monkeypatch.setattr(cache_mod.os, "replace", slow_replace)
+    cache, errors = RunCache(tmp_path), []
+
+    def finish(i):
+        try:
+            with cache.staging("study", "x", "k") as d:
+                (d / "v").write_text(str(i))
+        except Exception as err:  # noqa: BLE001 (collected and asserted below)
+            errors.append(repr(err))
+
+    threads = [threading.Thread(target=finish, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    entry = cache.entry("study", "x", "k")
+    assert errors == [] and cache.is_complete(entry)
+    assert [p.name for p in entry.parent.iterdir()] == ["k"]  # no staging or aside left
 
 
 def test_replot_uses_saved_results_only(sims):
@@ -179,6 +257,16 @@ def test_results_md_sections_do_not_clobber(tmp_path):
     text = md.read_text()
     assert "A2" in text and "A1" not in text and "B1" in text and "AP" in text
     assert text.count("<!-- results:a:quick -->") == 1
+    # a lost end marker (a hand edit): the lazy start..end match used to swallow every
+    # section up to the end marker appended by the next update
+    update_results_md(md, "c", "quick", "C1")
+    md.write_text(md.read_text().replace("<!-- /results:b:quick -->", ""))
+    before = md.read_text()
+    with pytest.raises(ValueError, match=r"r\.md: the section markers <!-- results:b:quick -->"):
+        update_results_md(md, "b", "quick", "B2")
+    assert md.read_text() == before  # nothing rewritten
+    update_results_md(md, "c", "quick", "C2")  # intact sections still update
+    assert "C2" in md.read_text() and "AP" in md.read_text()
 
 
 def test_check_schema_and_verdicts():

@@ -15,9 +15,11 @@ leaves a half-written entry that looks finished.
 """
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,11 +37,15 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("GRADFLOW_CACHE", DEFAULT_CACHE_DIR))
 
 
-def run_key(config: Mapping[str, Any], kind: str, name: str, code: str = "") -> str:
-    """Hash of (kind, name, full config, gradflow version, ``code`` fingerprint)."""
+def run_key(config: Mapping[str, Any], kind: str, name: str, code: str = "",
+            data: Any = None) -> str:
+    """Hash of (kind, name, full config, gradflow version, ``code`` fingerprint, ``data``
+    identity, e.g. which input files were found)."""
     extra = {"kind": kind, "name": name}
     if code:
         extra["code"] = code
+    if data is not None:
+        extra["data"] = data
     return config_hash(dict(config), extra=extra)
 
 
@@ -66,12 +72,34 @@ class RunCache:
             os.chmod(tmp, 0o777 & ~current_umask())
             yield tmp
             atomic_write_bytes(tmp / COMPLETE, b"")
-            if final.exists():  # a concurrent identical run finished first: keep one copy
-                shutil.rmtree(final)
-            os.replace(tmp, final)
+            _install(tmp, final)
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _install(tmp: Path, final: Path, tries: int = 5) -> None:
+    """Rename the finished folder ``tmp`` to ``final``, replacing an older entry.
+
+    The old entry is renamed aside before ours goes in (never deleted in place, where a
+    reader could see it half gone); when an identical concurrent run puts its entry there
+    in between, ours replaces that one on the next try."""
+    for _ in range(tries):
+        aside = final.parent / f".{final.name}.{uuid.uuid4().hex}.old"
+        try:
+            os.replace(final, aside)
+        except FileNotFoundError:
+            aside = None
+        try:
+            os.replace(tmp, final)
+            return
+        except OSError as err:
+            if err.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+        finally:
+            if aside is not None:
+                shutil.rmtree(aside, ignore_errors=True)
+    raise OSError(f"could not install the cache entry {final}: it kept being replaced")
 
 
 def publish(src: Path, dst: Path) -> list[Path]:

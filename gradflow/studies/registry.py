@@ -41,6 +41,9 @@ class Study:
     presets: name -> overrides of ``defaults``; 'quick' and 'paper' are required
              (a 'smoke' preset for the test suite is customary);
     validate(config): optional extra check, raises ValueError naming the key.
+    data_key(config) -> JSON-able: optional identity of data the run reads from outside its
+             config (e.g. ``study_mnist_source``: which MNIST files were found); part of the
+             cache key, so new data files never return a result computed from the old ones.
     """
 
     name: str
@@ -50,6 +53,7 @@ class Study:
     description: str = ""
     plot: Callable[..., Any] | None = None
     validate: Callable[[dict], None] | None = None
+    data_key: Callable[[dict], Any] | None = None
 
     @property
     def fingerprint(self) -> str:

@@ -94,10 +94,13 @@ class StudyRun:
     key: str
 
 
-def resolve_config(study: Study, preset: str = "quick", config_file: str | Path | None = None,
+def resolve_config(study: Study, preset: str | None = None,
+                   config_file: str | Path | None = None,
                    overrides: Iterable[str] = (), seed: int | None = None,
                    device: str | None = None) -> dict[str, Any]:
-    """The effective config: {'preset', 'seed', 'device', **study parameters}, fully checked."""
+    """The effective config: {'preset', 'seed', 'device', **study parameters}, fully checked.
+
+    ``preset`` None: the config file's ``preset`` if it has one, else 'quick'."""
     schema = {"preset": "quick", "seed": 0, "device": "cpu", **study.defaults}
     layer: dict[str, Any] = {}
     if config_file is not None:
@@ -133,14 +136,14 @@ def default_command(name: str, cfg: Mapping[str, Any], config_file=None,
     return shlex.join(parts)
 
 
-def run_study(name: str, preset: str | None = "quick", *, config_file: str | Path | None = None,
+def run_study(name: str, preset: str | None = None, *, config_file: str | Path | None = None,
               overrides: Iterable[str] = (), seed: int | None = None, device: str | None = None,
               out: str | Path | None = None, cache_dir: str | Path | None = None,
               force: bool = False, results_md: str | Path | None | bool = True,
               command: str | None = None, progress: bool = False) -> StudyRun:
     """Run (or fetch from the cache) the study ``name`` and publish its outputs.
 
-    ``out`` defaults to runs/<name>-<preset>. ``results_md``: True for the
+    ``preset`` None: the config file's, else 'quick'. ``out`` defaults to runs/<name>-<preset>. ``results_md``: True for the
     checkout's docs/results.md, a path, or False/None to skip. ``force`` reruns
     even on a cache hit (the new result replaces the cached one).
     """
@@ -148,7 +151,8 @@ def run_study(name: str, preset: str | None = "quick", *, config_file: str | Pat
     overrides = list(overrides)
     cfg = resolve_config(study, preset, config_file, overrides, seed, device)
     command = command or default_command(name, cfg, config_file, overrides)
-    key = run_key(cfg, "study", name, code=study.fingerprint)
+    data = study.data_key(cfg) if study.data_key is not None else None
+    key = run_key(cfg, "study", name, code=study.fingerprint, data=data)
     cache = RunCache(cache_dir)
     out_dir = Path(out) if out is not None else Path("runs") / f"{name}-{cfg['preset']}"
     md = default_results_md() if results_md is True else (results_md or None)
