@@ -222,6 +222,22 @@ def test_trajectory_bad_input_messages():
         Trajectory.from_any({"t": [0.0], "v": v[None]})
     with pytest.raises(ValueError, match="`centres` and `subclass_labels` are needed"):
         summarize_alignment(Trajectory(np.array([0.0]), W[None], v[None]))
+    # review fixes: each of these used to pass silently (NaN cosines, a dropped centre,
+    # an unchecked early return, an IndexError)
+    with pytest.raises(ValueError, match="`subclass_labels` must hold \\+1 or -1"):
+        extremal_directions(CENTRES, np.array([1.0, 0, 1, 1, -1, -1]))
+    zero = CENTRES.copy()
+    zero[1] = 0.0
+    with pytest.raises(ValueError, match="`centres` must be non-zero"):
+        direction_cosines(W, zero, LABELS)
+    with pytest.raises(ValueError, match="`alignment_end_time` must be a finite time"):
+        _traj_from(W, v, alignment_end_time=np.inf)
+    with pytest.raises(ValueError, match="`loss_fraction`"):
+        alignment_end(_traj_from(W, v, alignment_end_time=0.5), loss_fraction=5.0)
+    with pytest.raises(ValueError, match="initial loss is nan"):
+        alignment_end(_traj_from(W, v, loss=np.array([np.nan, 1.0])))
+    with pytest.raises(ValueError, match="`index` must be <= 1"):
+        _traj_from(W, v).at(7)
 
 
 def test_paper_schema_roundtrip_and_errors(tmp_path):
@@ -239,6 +255,12 @@ def test_paper_schema_roundtrip_and_errors(tmp_path):
         check_paper_results(dict(res, robust_accuracy=np.ones((2, 3, 4))))
     with pytest.raises(ValueError, match="`cosines` must have shape"):
         check_paper_results(dict(res, cosines=np.ones((2, 5, K))))
+    with pytest.raises(ValueError, match="`ps` must hold pReLU exponents p >= 1"):
+        check_paper_results(dict(res, ps=np.array([-3.0, 1.0])))
+    with pytest.raises(ValueError, match="`robust_accuracy` must hold fractions"):
+        check_paper_results(dict(res, robust_accuracy=5 * np.ones((2, 3, 5))))
+    with pytest.raises(ValueError, match="`radii` must be attack radii >= 0"):
+        check_paper_results(dict(res, radii=np.linspace(-1, 1, 5)))
 
 
 def test_metrics_never_import_matplotlib():

@@ -84,5 +84,8 @@ def test_bad_input():
         alignment_duration(1e-3, -0.1)
     with pytest.raises(ValueError, match="`y`"):
         separability_mu(np.ones((3, 2)), np.ones(2))
+    # the closed form holds for orthonormal centres only (it returned a norm-2 "direction")
+    with pytest.raises(ValueError, match="`centres` must be orthonormal"):
+        potential_maximiser(2 * np.eye(4, 6), np.array([1.0, 1, -1, -1]), 3.0)
     with pytest.raises(ValueError, match="`X`"):
         alignment_time_bound(np.array([[1.0, 0.0], [1.0, 0.0]]), np.array([1.0, -1.0]))

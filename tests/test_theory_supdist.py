@@ -77,6 +77,18 @@ def test_bad_input(data):
         sup_distance(P, clf, data.X, cfg=ModelConfig(width=2), n_starts=0)
     with pytest.raises(ValueError, match="`c`"):
         sup_distance(P, clf, cfg=ModelConfig(width=2))
+    # a NaN model used to give value -inf (no gap ever beat -inf) instead of an error
+    nan_model = torch.nn.Sequential(torch.nn.Linear(data.X.shape[1], 1, dtype=torch.float64))
+    with torch.no_grad():
+        nan_model[0].weight.fill_(float("nan"))
+    with pytest.raises(ValueError, match="`model` gives non-finite outputs"):
+        sup_distance(nan_model, clf, data.X)
+    with pytest.raises(ValueError, match="`model` gives non-finite outputs"):
+        sup_distance(nan_model, clf, c=1.0)
+    Xn = data.X.copy()
+    Xn[0, 0] = np.nan
+    with pytest.raises(ValueError, match="`X` must be finite"):
+        sup_distance(P, clf, Xn, cfg=ModelConfig(width=2))
 
 
 @pytest.mark.gpu

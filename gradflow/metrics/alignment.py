@@ -49,12 +49,18 @@ def extremal_directions(centres, subclass_labels) -> tuple[np.ndarray, np.ndarra
     lab = check_array("subclass_labels", subclass_labels, ndim=1)
     if lab.shape[0] != C.shape[0]:
         raise ValueError(f"`subclass_labels` must have length K={C.shape[0]}, got {lab.shape[0]}")
+    if not np.all((lab == 1) | (lab == -1)):
+        raise ValueError(f"`subclass_labels` must hold +1 or -1 per centre, got {lab}")
     pos, neg = lab > 0, lab < 0
     if not pos.any() or not neg.any():
         raise ValueError("`subclass_labels` must contain both +1 and -1 subclasses")
     rows = [C[pos].sum(axis=0), C[neg].sum(axis=0), *C]
     E = np.stack(rows)
-    E = E / np.linalg.norm(E, axis=1, keepdims=True)
+    norms = np.linalg.norm(E, axis=1, keepdims=True)
+    if not np.all(norms > 0):  # a zero centre (or class sum) has no direction: cosines NaN
+        raise ValueError("`centres` must be non-zero, and each class's centres must not sum "
+                         "to zero")
+    E = E / norms
     signs = np.concatenate([[1.0, -1.0], np.sign(lab).astype(np.float64)])
     return E, signs
 
@@ -73,7 +79,9 @@ def direction_cosines(W, centres, subclass_labels) -> np.ndarray:
 
 
 def neuron_signs(v) -> np.ndarray:
-    """sign(v_j), shape (..., h) for v of shape (..., h); vector outputs (.., h, C) give 0."""
+    """sign(v), elementwise and of v's shape: the neuron signs s_j for scalar outputs
+    (..., h). For vector outputs (..., h, C) these are the output weights' signs; a neuron
+    has no single sign there (``nearest_extremal`` then uses 0)."""
     v = np.asarray(v, dtype=np.float64)
     return np.sign(v)
 
@@ -167,11 +175,14 @@ def alignment_end(traj: Trajectory, *, loss_fraction: float = 0.9,
     The crossing time is interpolated linearly in log t between the bracketing
     snapshots (in t when t_0 <= 0). Returns (nan, 'not-reached') if never crossed.
     """
-    if traj.alignment_end_time is not None:
-        return float(traj.alignment_end_time), "given"
     check_real("loss_fraction", loss_fraction, 0.0, 1.0, lo_open=True, hi_open=True)
     check_real("output_level", output_level, 0.0, lo_open=True)
+    if traj.alignment_end_time is not None:
+        return float(traj.alignment_end_time), "given"
     if traj.loss is not None:
+        if not np.isfinite(traj.loss[0]):  # every later crossing test would be False
+            raise ValueError(f"the trajectory's initial loss is {traj.loss[0]}; the loss "
+                             "criterion needs a finite one")
         # Crossing of log L below log(fraction * L0), i.e. a decreasing signal.
         signal = -np.log(np.maximum(traj.loss, 1e-300))
         level = -np.log(loss_fraction * traj.loss[0])

@@ -66,9 +66,15 @@ def check_paper_results(d: Mapping) -> dict[str, np.ndarray]:
     K = int(K)
     out: dict = {"K": np.asarray(K)}
     ps = out["ps"] = _arr(d, "ps", 1)
+    if np.any(ps < 1):
+        raise ValueError(f"`ps` must hold pReLU exponents p >= 1, got {ps}")
     P = ps.size
     alphas = out["alphas"] = _arr(d, "alphas", 1)
+    if np.any(alphas < 0):
+        raise ValueError(f"`alphas` must be noise levels >= 0, got {alphas}")
     radii = out["radii"] = _arr(d, "radii", 1)
+    if np.any(radii < 0):
+        raise ValueError(f"`radii` must be attack radii >= 0, got {radii}")
     # NaN is allowed in measured curves (a failed repeat); the band ignores it.
     sd = out["sup_distance"] = _arr(d, "sup_distance", 3, finite=False)
     if sd.shape[0] != P or sd.shape[2] != alphas.size:
@@ -78,6 +84,8 @@ def check_paper_results(d: Mapping) -> dict[str, np.ndarray]:
     if ra.shape[0] != P or ra.shape[2] != radii.size:
         raise ValueError(f"`robust_accuracy` must have shape (P={P}, repeats, M={radii.size}), "
                          f"got {ra.shape}")
+    if np.any((ra < 0) | (ra > 1)):  # (NaN compares False: failed repeats stay allowed)
+        raise ValueError("`robust_accuracy` must hold fractions in [0, 1]")
     c = out["contributions"] = _arr(d, "contributions", 2)
     if c.shape[0] != P:
         raise ValueError(f"`contributions` must have shape (P={P}, h), got {c.shape}")
@@ -114,6 +122,9 @@ def paper_arrays_from_trajectories(trajs: Mapping[float, Trajectory],
         cs.append(contributions(W, v))
         ss.append(np.sign(v))
         coss.append(direction_cosines(W, tr.centres, tr.subclass_labels))
+        if K is not None and tr.centres.shape[0] != K:
+            raise ValueError(f"trajectories must share the centres, got K={K} and "
+                             f"K={tr.centres.shape[0]} (p={p:g})")
         K = tr.centres.shape[0]
     widths = {c.size for c in cs}
     if len(widths) != 1:

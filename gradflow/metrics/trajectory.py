@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from .._validate import check_array
+from .._validate import check_array, check_int
 from ..io import load_npz, save_npz
 
 _ARRAY_FIELDS = ("t", "W", "v", "loss", "centres", "subclass_labels")
@@ -78,6 +78,9 @@ class Trajectory:
                 raise ValueError(f"`loss` must have length T={T}, got {self.loss.shape[0]}")
         if self.alignment_end_time is not None:
             a = float(np.asarray(_to_numpy(self.alignment_end_time)))
+            if np.isinf(a) or a < 0:  # nan means "not reached" (the engine's convention)
+                raise ValueError(f"`alignment_end_time` must be a finite time >= 0 or "
+                                 f"None/nan, got {a}")
             self.alignment_end_time = None if np.isnan(a) else a
         if self.centres is not None:
             self.centres = check_array("centres", _to_numpy(self.centres), ndim=2)
@@ -109,6 +112,8 @@ class Trajectory:
 
     def at(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """(W, v) at snapshot ``index`` (negative indices count from the end)."""
+        T = len(self.t)
+        index = check_int("index", index, -T, T - 1)
         return self.W[index], self.v[index]
 
     def index_at_time(self, time: float) -> int:

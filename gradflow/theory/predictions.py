@@ -62,6 +62,9 @@ def potential_maximiser(centres, labels, p: float) -> np.ndarray:
     positive span is a maximiser)."""
     C, y = check_centres_labels(centres, labels)
     p = check_real("p", p, 1.0)
+    if not np.allclose(C @ C.T, np.eye(len(C)), atol=1e-8):
+        # for other centres the maximiser is neither of these (nor even unit length)
+        raise ValueError("`centres` must be orthonormal (C C^T = I) for this closed form")
     if p >= 2.0:
         return C[np.flatnonzero(y > 0)[0]].copy()
     mu = C[y > 0].sum(axis=0)

@@ -108,8 +108,13 @@ def sup_distance(model, classifier: IdealClassifier, X=None, *, c: float | None 
         Xt = torch.as_tensor(X, dtype=dtype, device=device)
         if Xt.dim() != 2 or Xt.shape[1] != D:
             raise ValueError(f"`X` must have shape (n, {D}), got {tuple(Xt.shape)}")
+        if not bool(torch.isfinite(Xt).all()):
+            raise ValueError("`X` must be finite; it holds NaN or inf")
         f, F = _values(module, classifier, Xt)
         f, F = f.cpu().numpy(), F.cpu().numpy()
+        if not np.isfinite(f).all():  # a NaN gap never counts as the sup: say so instead
+            raise ValueError("`model` gives non-finite outputs on `X`; its sup-distance is "
+                             "undefined")
         c_ref = reference_scale(f, F)
         if c is None:
             c = optimal_scale(f, F)
@@ -127,6 +132,9 @@ def sup_distance(model, classifier: IdealClassifier, X=None, *, c: float | None 
             x.requires_grad_(True)
             gap = (c * module(x).reshape(-1) - classifier.torch(x)).abs()
             with torch.no_grad():
+                if not bool(torch.isfinite(gap).all()):
+                    raise ValueError("`model` gives non-finite outputs on the unit sphere; its "
+                                     "sup-distance is undefined")
                 better = gap > run_best
                 run_best = torch.where(better, gap, run_best)
                 run_x[better] = x[better]
