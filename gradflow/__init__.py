@@ -16,7 +16,10 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from . import theory
+from . import (
+    _malloc,  # noqa: F401  (first: fixes glibc's mmap threshold, see its docstring)
+    theory,
+)
 from .activations import Activation, get_activation
 from .activations import available as available_activations
 from .attacks import (
