@@ -154,3 +154,27 @@ def test_alignment_end_is_located_on_the_dense_output():
     sampled = np.interp(np.log(0.1), np.log(s.fmax[i - 1:i + 1]), s.t[i - 1:i + 1])
     # sampling step 0.01 with log-linear interpolation inside it: error ~1e-6 relative
     assert s.alignment_end_time == pytest.approx(sampled, rel=1e-5)
+
+
+@pytest.mark.parametrize("solver,options", [
+    ("LSODA", {"rtol": 1e-6, "atol": 1e-12}), ("BDF", {"rtol": 1e-6, "atol": 1e-12}),
+    ("Radau", {"rtol": 1e-6, "atol": 1e-12}), ("RK45", {"rtol": 1e-6, "atol": 1e-12}),
+    ("DOP853", {"rtol": 1e-6, "atol": 1e-12}), ("rk4", {"dt": 0.1}), ("gd", {"eta": 0.1})])
+def test_nfev_counts_every_field_evaluation(solver, options, monkeypatch):
+    # the scipy wrappers evaluated the loss at accepted states scipy had not evaluated
+    # (every LSODA / BDF / Radau step) without counting it: LSODA 55 counted, 82 made
+    import gradflow.dynamics.fields as fields
+
+    calls = [0]
+    field = fields.CartesianRep.field
+
+    def counted(self, *a, **kw):
+        calls[0] += 1
+        return field(self, *a, **kw)
+
+    monkeypatch.setattr(fields.CartesianRep, "field", counted)
+    data = make_subclass_data(DataConfig(K=4, K1=2, D=10, n=40, alpha=0.1))
+    model = ModelConfig(width=6, p=3.0)
+    s = simulate(data, model, init_params(model, InitConfig(eps=1e-2), 10), solver=solver,
+                 options=options, t_max=20.0, save_at=[0.0, 5.0, 20.0], progress=False)
+    assert s.status == "success" and s.nfev == calls[0]

@@ -99,3 +99,37 @@ def test_predicted_alignment_time_and_validation():
         find_extremal_vectors(Potential.population(CENTRES, LABELS, 3.0), n_starts=0)
     with pytest.raises(ValueError, match="`sign`"):
         reduced_flow(np.ones((1, D)), Potential.population(CENTRES, LABELS, 3.0), 1.0, sign=2)
+    pot = Potential.population(CENTRES, LABELS, 3.0)
+    with pytest.raises(ValueError, match="`sign`"):
+        reduced_flow(np.ones((1, D)), pot, 1.0, sign=True)
+    with pytest.raises(ValueError, match="`gtol`"):
+        reduced_flow(np.ones((1, D)), pot, 1.0, gtol=-1.0)
+    with pytest.raises(ValueError, match="`U0` rows must be finite and non-zero"):
+        reduced_flow(np.zeros((1, D)), pot, 1.0)
+
+
+def test_relu_dataset_flow_finishes():
+    # p = 1 on a finite dataset: the iterates chatter across kinks and G dips at every step
+    # size; dt used to halve down to 1e-10 and the flow never reached t_max (~1 s now)
+    import signal
+
+    from gradflow.config import DataConfig
+    from gradflow.data import make_subclass_data
+
+    data = make_subclass_data(DataConfig(K=4, K1=2, D=10, n=40, alpha=0.1))
+    pot = Potential.dataset(data.X, data.y, 1.0, centres=data.centres,
+                            labels=np.array([1.0, 1.0, -1.0, -1.0]))
+
+    def hung(*_):  # a termination guard, not a timing target
+        raise RuntimeError("reduced_flow did not finish within 300 s")
+
+    old = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(300)
+    try:
+        U, t_end = reduced_flow(np.random.default_rng(0).standard_normal((4, 10)), pot, 100.0)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    assert t_end == pytest.approx(100.0) or np.max(np.linalg.norm(
+        pot.riemannian_grad(U), axis=1)) < 1e-10
+    assert np.all(np.isfinite(U)) and np.allclose(np.linalg.norm(U, axis=1), 1.0)

@@ -74,20 +74,28 @@ def reduced_flow(U0, potential: Potential, t_max: float, sign: float = 1.0, dt: 
 
     Classical RK4 with step ``dt`` (default 0.5 / (p max|grad|) at the start),
     each step followed by the retraction u <- u/||u||; dt is halved whenever a
-    step would move G the wrong way (beyond the local stability limit). Stops early once
+    step would move G the wrong way (beyond the local stability limit), down to
+    ``dt / 64``, and doubled again after 8 accepted steps in a row. Stops early once
     every row's Riemannian gradient is below ``gtol``. For p = 1 the field is
-    discontinuous and the iterates chatter within O(dt) of sliding surfaces.
+    discontinuous: at a sliding surface the iterates chatter within O(dt) of it and G
+    dips at every step size, so at the floor such steps are accepted (without the floor
+    dt fell to 1e-10 and a dataset-potential run at p = 1 never finished).
     Returns (U(t_end), t_end).
     """
     t_max = check_real("t_max", t_max, 0.0, lo_open=True)
-    if sign not in (1, -1, 1.0, -1.0):
+    gtol = check_real("gtol", gtol, 0.0)
+    if isinstance(sign, bool) or sign not in (1, -1, 1.0, -1.0):
         raise ValueError(f"`sign` must be +1 or -1, got {sign!r}")
     U = np.atleast_2d(np.asarray(U0, dtype=np.float64))
-    U = U / np.linalg.norm(U, axis=1, keepdims=True)
+    norms = np.linalg.norm(U, axis=1, keepdims=True)
+    if not np.all(np.isfinite(norms)) or np.any(norms == 0):
+        raise ValueError("`U0` rows must be finite and non-zero (they are directions)")
+    U = U / norms
     if dt is None:
         probe = np.abs(potential.riemannian_grad(U)).max()
         dt = 0.5 / max(potential.p * max(probe, 1e-3), 1e-3)
     dt = check_real("dt", dt, 0.0, lo_open=True)
+    dt_max, dt_min, n_ok = dt, dt / 64.0, 0
 
     def F(V):
         V = V / np.linalg.norm(V, axis=1, keepdims=True)
@@ -108,11 +116,15 @@ def reduced_flow(U0, potential: Potential, t_max: float, sign: float = 1.0, dt: 
         G_new = potential.value(U_new)
         # An ascent (descent) flow never lowers (raises) G: a violation means dt is beyond
         # the stability limit of the local curvature, so halve it and retry.
-        if np.any(sign * (G_new - G) < -1e-13 * np.maximum(np.abs(G), 1e-300)) and dt > 1e-12:
-            dt *= 0.5
+        if (np.any(sign * (G_new - G) < -1e-13 * np.maximum(np.abs(G), 1e-300))
+                and dt > dt_min):
+            dt, n_ok = max(0.5 * dt, dt_min), 0
             continue
         U, G = U_new, G_new
         t += h
+        n_ok += 1
+        if n_ok >= 8 and dt < dt_max:  # the stiff or chattering stretch may be over
+            dt, n_ok = min(2.0 * dt, dt_max), 0
     return U, t
 
 

@@ -2,8 +2,10 @@
 
 They integrate dtheta/dt = -grad L in Cartesian variables (W, v, b) with
 scipy's mixed error control |e| <= atol + rtol |y| per component. Every call
-of the right-hand side (including finite-difference Jacobian columns of the
-implicit methods) counts in ``nfev``. Dense output is scipy's own.
+of the right-hand side counts in ``nfev``: finite-difference Jacobian columns of the
+implicit methods, the evaluation of the loss at an accepted state scipy did not evaluate
+itself, and DOP853's dense output at save times (three calls per step that holds one).
+Dense output is scipy's own.
 Checkpoints are not supported (scipy's solver state is private).
 """
 from __future__ import annotations
@@ -40,7 +42,9 @@ class ScipySolver(FlowSolver):
         super().__init__(problem, params0, t0, t_bound, **options)
         self.rep = CartesianRep(problem, params0)
         y0 = self.rep.pack(params0)
-        self._last = (None, None, None)
+        # the last two right-hand-side calls: scipy's first call is at y0, its second (the
+        # initial-step probe) elsewhere, and the loss at y0 is wanted after both
+        self._recent: list[tuple] = []
         kw = {k: v for k, v in self.options.items() if v is not None}
         cls = getattr(scipy.integrate, self.method)
         self._ode = cls(self._fun, t0, y0, t_bound, **kw)
@@ -49,14 +53,18 @@ class ScipySolver(FlowSolver):
     def _fun(self, t, y):
         dy, loss, f = self.rep.field(y)
         self.nfev += 1
-        self._last = (y.copy(), loss, f)
+        self._recent = [*self._recent[-1:], (y.copy(), loss, f)]
         return dy
 
     def _loss_at(self, y):
-        y_last, loss, f = self._last
-        if y_last is not None and np.array_equal(y_last, y):
-            return loss, f
-        return self.rep.field(y)[1:]  # a forward pass, not counted as a step evaluation
+        """Loss and outputs at an accepted state: from scipy's own calls when one was at y
+        (RK45 / DOP853: always), else one more field evaluation, counted (the implicit
+        methods often accept a state they never evaluated)."""
+        for y_seen, loss, f in reversed(self._recent):
+            if np.array_equal(y_seen, y):
+                return loss, f
+        self.nfev += 1
+        return self.rep.field(y)[1:]
 
     def step(self) -> None:
         msg = self._ode.step()
