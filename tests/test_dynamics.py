@@ -476,6 +476,15 @@ def test_bad_inputs_raise():
         simulate(data, mc, P, options={"project": True, "variables": "polar"}, progress=False)
     with pytest.raises(ValueError, match="`direction_weight` applies to `variables`='polar'"):
         simulate(data, mc, P, options={"direction_weight": 0.5}, progress=False)
+    # were a TypeError, a numpy message without the name, and a silent truthy resume
+    with pytest.raises(ValueError, match="`options` must be a dict"):
+        simulate(data, mc, P, options=[1, 2], progress=False)
+    with pytest.raises(ValueError, match="`save_at` must be a count >= 2 or an increasing"):
+        simulate(data, mc, P, save_at="abc", progress=False)
+    with pytest.raises(ValueError, match="`resume` must be True or False"):
+        simulate(data, mc, P, resume="no", progress=False)
+    with pytest.raises(ValueError, match="`progress` must be True, False or None"):
+        simulate(data, mc, P, progress="yes")
 
 
 def test_cross_entropy_relu_logits_runs_and_matches_reference():

@@ -5,6 +5,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -120,7 +121,12 @@ def _resolve_save(save_at, t0, t_max):
         return default_save_times(t0, t_max)
     if isinstance(save_at, (int, np.integer)) and not isinstance(save_at, bool):
         return default_save_times(t0, t_max, check_int("save_at", save_at, 2))
-    ts = check_array("save_at", np.asarray(save_at, dtype=np.float64), ndim=1)
+    try:
+        ts = np.asarray(save_at, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"`save_at` must be a count >= 2 or an increasing list of times, "
+                         f"got {save_at!r}") from None
+    ts = check_array("save_at", ts, ndim=1)
     if ts.size == 0 or np.any(np.diff(ts) <= 0) or ts[0] < t0 or ts[-1] > t_max:
         raise ValueError(f"`save_at` must be strictly increasing times in [t0, t_max] = "
                          f"[{t0}, {t_max}]")
@@ -225,6 +231,13 @@ def simulate(
         raise ValueError(f"`t_max` must exceed t0={t0}, got {stop.t_max}")
     save_ts = _resolve_save(save_at, t0, stop.t_max)
     cls = get_solver(solver)
+    if options is not None and not isinstance(options, Mapping):
+        raise ValueError(f"`options` must be a dict of solver options, got {options!r}")
+    for name, flag in (("resume", resume), ("throw", throw)):
+        if not isinstance(flag, (bool, np.bool_)):
+            raise ValueError(f"`{name}` must be True or False, got {flag!r}")
+    if progress is not None and not isinstance(progress, (bool, np.bool_)):
+        raise ValueError(f"`progress` must be True, False or None, got {progress!r}")
     options = dict(options or {})
     problem = FlowProblem(X, y, model, loss, params0.center)
     if checkpoint is not None and not cls.supports_checkpoint:
