@@ -18,6 +18,19 @@ from .config import ModelConfig
 from .model import TwoLayerParams
 
 
+def norm_divided(phi, z: torch.Tensor, wn: torch.Tensor, q, homogeneous: bool) -> torch.Tensor:
+    """phi(z) / ||w||^q for pre-activations z and neuron norms wn (broadcast against z).
+
+    When sigma is 1-homogeneous in w, phi is (q+1)-homogeneous (pReLU: relu^p, q = p - 1)
+    and this equals ||w|| phi(z/||w||), the form used then: autograd of ||w||^-q =
+    (||w||^2)^(-q/2) needs (||w||^2)^(-q/2-1), which overflows float32 from a tiny init
+    (eps 1e-12 at p=3, 1e-7 at p=6) and turns the gradient into inf * 0 = NaN, and relu(z)^p
+    itself underflows float32 there (2e-44 at p = 6, eps 1e-7). Any other phi with a norm
+    division is evaluated as defined.
+    """
+    return phi(z / wn) * wn if homogeneous else phi(z) * wn.pow(-q)
+
+
 class TwoLayerNet(nn.Module):
     """f(x) = sum_j v_j sigma(x; w_j) (+ b), sigma(x; w) = phi(<w, x-c>)/||w||^q/||x-c||^r.
 
@@ -62,15 +75,8 @@ class TwoLayerNet(nn.Module):
             S = self.act.torch_fn(x @ self.W.T)
         else:
             wn = torch.linalg.vector_norm(self.W, dim=1)
-            if self.act.homogeneity == 1.0:
-                # sigma 1-homogeneous in w means phi is (q+1)-homogeneous (pReLU: relu^p,
-                # q = p - 1), so phi(z)/||w||^q = ||w|| phi(z/||w||): autograd of
-                # ||w||^-q = (||w||^2)^(-q/2) needs (||w||^2)^(-q/2-1), which overflows
-                # float32 from a tiny init (eps 1e-12 at p=3, 1e-7 at p=6) and turns the
-                # gradient into inf * 0 = NaN.
-                S = self.act.torch_fn((x @ self.W.T) / wn) * wn
-            else:  # any other registered phi with a norm division: the definition itself
-                S = self.act.torch_fn(x @ self.W.T) * wn.pow(-q)
+            S = norm_divided(self.act.torch_fn, x @ self.W.T, wn, q,
+                             self.act.homogeneity == 1.0)
             if self.cfg.normalize_input:
                 S = S * x.pow(2).sum(dim=1, keepdim=True).pow(-0.5 * q)
         return S

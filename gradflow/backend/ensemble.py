@@ -34,6 +34,7 @@ from ..data import make_subclass_data
 from ..init import init_params
 from ..losses import BINARY_LOSSES, exp_cap, torch_loss
 from ..model import TwoLayerParams
+from ..torch_model import norm_divided
 from .device import resolve_device, resolve_dtype
 from .metrics import gram_small_side, stable_rank_gram
 from .models import make_two_layer
@@ -196,9 +197,8 @@ class BatchedTwoLayer(nn.Module):
         """||w_j|| as (R, 1, h) for the members with q != 0 (1 for the others), or None
         when no member divides by a norm.
 
-        phi(z)/||w||^q is evaluated as phi(z/||w||) ||w||^(p-q) for relu^p (TwoLayerNet's
-        form): from a tiny init relu(z)^p itself underflows float32 (2e-44 at p = 6, eps
-        1e-7) before the division would bring it back to O(eps)."""
+        phi(z)/||w||^q is evaluated as phi(z/||w||) ||w||^(p-q) for relu^p, the form of
+        ``gradflow.torch_model.norm_divided`` (which says why)."""
         q = self.q
         if not (isinstance(q, torch.Tensor) or q != 0):
             return None
@@ -213,12 +213,10 @@ class BatchedTwoLayer(nn.Module):
         q, wd = self.q, self._norm_divisor()
         if wd is None:
             return self.phi(Z) if self.phi is not None else torch.relu(Z) ** self.p
-        if self.phi is None:  # relu^p with member-specific p
+        if self.phi is None:  # relu^p with member-specific p (q = 0 members: wd = 1)
             S = torch.relu(Z / wd) ** self.p * wd ** (self.p - q)
-        elif self._homogeneous:  # phi is (q+1)-homogeneous: the same rescaling
-            S = self.phi(Z / wd) * wd
         else:
-            S = self.phi(Z) * wd ** (-q)
+            S = norm_divided(self.phi, Z, wd, q, self._homogeneous)
         if self.normalize_input:
             S = S * X.pow(2).sum(dim=2, keepdim=True).pow(-0.5 * q)
         return S
