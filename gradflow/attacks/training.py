@@ -91,19 +91,20 @@ class PerturbHook:
         try:
             x, y = check_inputs(x.detach(), y)
             check_in_bounds(x, self.bounds)
-            with torch.no_grad():  # {0, 1} labels on scores would silently not perturb
-                y = check_labels(net(x[:1]), y)
             if self.random_start:
                 d = self.norm.random_in_ball(x.shape, self.eps, self._generator(x.device),
                                              x.dtype, x.device)
             else:
                 d = torch.zeros_like(x)
-            for _ in range(self.steps):
+            for i in range(self.steps):
                 with torch.enable_grad():
                     xg = self._clip(x + d).requires_grad_(True)
+                    out = net(xg)
+                    if i == 0:  # {0, 1} labels on scores would silently not perturb
+                        y = check_labels(out, y)
                     # only the direction is used; this one does not underflow on
                     # confidently classified points (see ``attack_direction_loss``)
-                    ell = attack_direction_loss(net(xg), y, self.loss).sum()
+                    ell = attack_direction_loss(out, y, self.loss).sum()
                     (g,) = torch.autograd.grad(ell, xg)
                 step = self.step_size * self.norm.steepest(g)
                 d = self.norm.project(d + step, self.eps)
