@@ -64,6 +64,13 @@ def check_real(
     return value
 
 
+def check_bool(name: str, value) -> bool:
+    """Return ``value`` as bool after checking it is True or False (numpy bools included)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"`{name}` must be True or False, got {value!r}")
+    return bool(value)
+
+
 def check_choice(name: str, value, choices: Iterable):
     choices = tuple(choices)
     if value not in choices:

@@ -14,9 +14,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from ._validate import check_choice, check_int, check_real, store
+from ._validate import check_bool, check_choice, check_int, check_real, store
 
 CENTRE_MODES = ("basis", "random-orthonormal", "correlated")
 SIZE_MODES = ("random", "equal")
@@ -110,10 +108,7 @@ class ModelConfig(_ConfigMixin):
         store(self, "beta", check_real("beta", self.beta, 0.0, lo_open=True))
         store(self, "a", check_real("a", self.a, 0.0, lo_open=True))
         for name in ("normalize_input", "center_input", "bias"):
-            if isinstance(getattr(self, name), np.bool_):
-                store(self, name, bool(getattr(self, name)))
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"`{name}` must be True or False, got {getattr(self, name)!r}")
+            store(self, name, check_bool(name, getattr(self, name)))
         store(self, "n_outputs", check_int("n_outputs", self.n_outputs, 1))
 
     def activation_obj(self):

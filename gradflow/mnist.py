@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._validate import check_int, check_real
+from ._validate import check_bool, check_int, check_real
 
 log = logging.getLogger(__name__)
 
@@ -181,8 +181,7 @@ def load_mnist(
     check_real("test_fraction", test_fraction, 0.0, 1.0, lo_open=True, hi_open=True)
     seed = check_int("seed", seed, 0)
     for name, flag in (("center", center), ("flatten", flatten), ("verify", verify)):
-        if not isinstance(flag, (bool, np.bool_)):
-            raise ValueError(f"`{name}` must be True or False, got {flag!r}")
+        check_bool(name, flag)
     folder, files = _locate(path, verify)
     Xt, dt = _pair(files["test_images"], files["test_labels"], dtype)
     if "train_images" in files:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from .._validate import check_array, check_int, check_real
+from .._validate import check_array, check_bool, check_int, check_real
 from ..config import DataConfig, InitConfig, ModelConfig
 from ..data import SubclassData, make_subclass_data
 from ..init import init_params
@@ -233,9 +233,8 @@ def simulate(
     cls = get_solver(solver)
     if options is not None and not isinstance(options, Mapping):
         raise ValueError(f"`options` must be a dict of solver options, got {options!r}")
-    for name, flag in (("resume", resume), ("throw", throw)):
-        if not isinstance(flag, (bool, np.bool_)):
-            raise ValueError(f"`{name}` must be True or False, got {flag!r}")
+    check_bool("resume", resume)
+    check_bool("throw", throw)
     if progress is not None and not isinstance(progress, (bool, np.bool_)):
         raise ValueError(f"`progress` must be True, False or None, got {progress!r}")
     options = dict(options or {})

@@ -143,9 +143,10 @@ def run_study(name: str, preset: str | None = None, *, config_file: str | Path |
               command: str | None = None, progress: bool = False) -> StudyRun:
     """Run (or fetch from the cache) the study ``name`` and publish its outputs.
 
-    ``preset`` None: the config file's, else 'quick'. ``out`` defaults to runs/<name>-<preset>. ``results_md``: True for the
-    checkout's docs/results.md, a path, or False/None to skip. ``force`` reruns
-    even on a cache hit (the new result replaces the cached one).
+    ``preset`` None: the config file's, else 'quick'. ``out`` defaults to
+    runs/<name>-<preset>. ``results_md``: True for the checkout's docs/results.md, a path,
+    or False/None to skip. ``force`` reruns even on a cache hit (the new result replaces
+    the cached one).
     """
     study = get_study(name)
     overrides = list(overrides)
